@@ -1,0 +1,253 @@
+"""Text queries on the Gaussians themselves: per-Gaussian relevancy, selection, 3D point, export.
+
+The expensive step -- decoding every Gaussian's latents to CLIP space -- runs
+once (``GaussianRelevancy.from_latents``) and can be saved/loaded; each query
+afterwards is one [N, E] x [E, Q + M] matmul per level.
+
+Level choice in 3D: a level's score is the mean relevancy of its ``top_k``
+most relevant Gaussians (the 3D counterpart of LangSplat's "smoothed maximum":
+a lone outlier Gaussian cannot win), unless a level is fixed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import torch
+
+from langfield.query.masks import normalize_relevancy
+from langfield.query.relevancy import QueryConfig, relevancy
+from langfield.types import DataError
+
+
+@dataclass
+class SelectionConfig:
+    """How per-Gaussian relevancy becomes a selection."""
+
+    threshold: float = 0.5
+    """Keep Gaussians whose relevancy exceeds this (raw LERF relevancy: 0.5 = beats every negative)."""
+    normalized: bool = False
+    """Apply ``threshold`` to the min-max normalised relevancy (``(r - min) / (max - min)``) instead of the raw value."""
+    top_k: Optional[int] = None
+    """If set, additionally keep only the ``top_k`` most relevant of the thresholded Gaussians."""
+    min_opacity: Optional[float] = None
+    """If set, drop Gaussians whose activated opacity is below this (floaters)."""
+    level_top_k: int = 32
+    """Gaussians averaged to score a level for automatic level choice."""
+
+
+@dataclass
+class Query3DResult:
+    """Outcome of one text query on the Gaussians."""
+
+    relevancy: torch.Tensor
+    """[N] relevancy of each Gaussian at the chosen level."""
+    level: int
+    """Feature level used."""
+    mask: torch.Tensor
+    """[N] bool selection."""
+    point: Optional[torch.Tensor]
+    """[3] location of maximum relevancy (None when means are unknown)."""
+
+
+class GaussianRelevancy:
+    """Decoded per-Gaussian CLIP features [L, N, E], queried cheaply many times."""
+
+    def __init__(
+        self,
+        features: torch.Tensor,
+        means: Optional[torch.Tensor] = None,
+        opacities: Optional[torch.Tensor] = None,
+        normalize: bool = True,
+    ) -> None:
+        """``features`` [L, N, E] (or [N, E] for one level); ``means`` [N, 3]; ``opacities`` [N] activated."""
+        if features.ndim == 2:
+            features = features[None]
+        if features.ndim != 3:
+            raise ValueError(f"features must be [L, N, E], got {tuple(features.shape)}")
+        n = features.shape[1]
+        for name, t, shape in (("means", means, (n, 3)), ("opacities", opacities, (n,))):
+            if t is not None and tuple(t.shape) != shape:
+                raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {shape}")
+        feats = features.detach()
+        self.features = torch.nn.functional.normalize(feats.float(), dim=-1).to(feats.dtype) if normalize else feats
+        self.means = None if means is None else means.detach()
+        self.opacities = None if opacities is None else opacities.detach()
+
+    @property
+    def num_levels(self) -> int:
+        return self.features.shape[0]
+
+    @property
+    def num_gaussians(self) -> int:
+        return self.features.shape[1]
+
+    @classmethod
+    def from_latents(
+        cls,
+        latents: torch.Tensor,
+        decode: Callable[[torch.Tensor], torch.Tensor],
+        num_levels: int,
+        means: Optional[torch.Tensor] = None,
+        opacities: Optional[torch.Tensor] = None,
+        chunk_size: int = 1 << 16,
+        dtype: torch.dtype = torch.float32,
+    ) -> "GaussianRelevancy":
+        """Decode ``latents`` [N, L*D] (levels concatenated, as in ``params['latents']``) once.
+
+        ``decode`` maps [n, D] latents to [n, E] CLIP features (the codec's decoder);
+        results are L2-normalised and stored as ``dtype`` (float16 halves memory).
+        """
+        n, total = latents.shape
+        if num_levels < 1 or total % num_levels:
+            raise ValueError(f"latent width {total} is not divisible into {num_levels} levels")
+        d = total // num_levels
+        per_level = []
+        with torch.no_grad():
+            for lvl in range(num_levels):
+                chunks = [
+                    torch.nn.functional.normalize(decode(latents[s : s + chunk_size, lvl * d : (lvl + 1) * d]).float(), dim=-1).to(dtype)
+                    for s in range(0, n, chunk_size)
+                ]
+                per_level.append(torch.cat(chunks) if chunks else latents.new_zeros(0, 0, dtype=dtype))
+        return cls(torch.stack(per_level), means, opacities, normalize=False)
+
+    def save(self, path: Union[str, Path]) -> Path:
+        """Save the decoded features (and means/opacities) atomically, so a later session skips decoding."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        data = {"features": self.features.cpu()}
+        if self.means is not None:
+            data["means"] = self.means.cpu()
+        if self.opacities is not None:
+            data["opacities"] = self.opacities.cpu()
+        try:
+            torch.save(data, tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    @classmethod
+    def load(cls, path: Union[str, Path], device: Union[str, torch.device] = "cpu") -> "GaussianRelevancy":
+        path = Path(path)
+        try:
+            data = torch.load(path, map_location=device, weights_only=True)
+        except Exception as exc:
+            raise DataError(f"{path}: cannot read decoded Gaussian features ({exc})") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("features"), torch.Tensor) or data["features"].ndim != 3:
+            raise DataError(f"{path}: not a decoded-feature file (needs a [L, N, E] 'features' tensor)")
+        try:
+            return cls(data["features"], data.get("means"), data.get("opacities"), normalize=False)
+        except ValueError as exc:
+            raise DataError(f"{path}: {exc}") from exc
+
+    def scores(
+        self, positives: torch.Tensor, negatives: torch.Tensor, config: Optional[QueryConfig] = None
+    ) -> torch.Tensor:
+        """LERF relevancy of every Gaussian at every level: [L, Q, N]."""
+        config = config or QueryConfig()
+        return torch.stack(
+            [relevancy(f, positives, negatives, config.temperature, config.chunk_size) for f in self.features]
+        )
+
+    def choose_level(self, scores: torch.Tensor, top_k: int = 32, fixed: Optional[int] = None) -> torch.Tensor:
+        """Level per query from scores [L, Q, N]: mean of each level's ``top_k`` best Gaussians, highest wins."""
+        n_levels, q, n = scores.shape
+        if fixed is not None:
+            if not -n_levels <= fixed < n_levels:
+                raise IndexError(f"level {fixed} out of range for {n_levels} levels")
+            return torch.full((q,), fixed % n_levels, dtype=torch.long)
+        k = max(1, min(top_k, n))
+        return scores.topk(k, dim=-1).values.mean(dim=-1).argmax(dim=0)
+
+    def select(self, rel: torch.Tensor, config: Optional[SelectionConfig] = None) -> torch.Tensor:
+        """[N] bool selection from per-Gaussian relevancy ``rel`` [N] (see ``SelectionConfig``)."""
+        config = config or SelectionConfig()
+        value = normalize_relevancy(rel[None, :], "minmax")[0] if config.normalized else rel
+        mask = value > config.threshold
+        if config.min_opacity is not None:
+            if self.opacities is None:
+                raise ValueError("min_opacity needs opacities")
+            mask &= self.opacities.to(mask.device) >= config.min_opacity
+        if config.top_k is not None and int(mask.sum()) > config.top_k:
+            masked = torch.where(mask, rel, torch.full_like(rel, -torch.inf))
+            keep = masked.topk(config.top_k).indices
+            mask = torch.zeros_like(mask)
+            mask[keep] = True
+        return mask
+
+    def max_point(self, rel: torch.Tensor, top_k: int = 1) -> torch.Tensor:
+        """[3] position of maximum relevancy.
+
+        ``top_k == 1``: the mean of the most relevant Gaussian. Otherwise the
+        mean of the ``top_k`` most relevant Gaussians' means weighted by
+        opacity (uniform weights when opacities are unknown), which is steadier
+        than one Gaussian.
+        """
+        if self.means is None:
+            raise ValueError("max_point needs Gaussian means")
+        k = max(1, min(top_k, rel.shape[0]))
+        idx = rel.topk(k).indices
+        pts = self.means[idx.to(self.means.device)].float()
+        if k == 1:
+            return pts[0]
+        w = torch.ones(k) if self.opacities is None else self.opacities[idx.to(self.opacities.device)].float().cpu()
+        w = w.to(pts.device)
+        return (pts * w[:, None]).sum(0) / w.sum().clamp_min(1e-12)
+
+    def query(
+        self,
+        positive: torch.Tensor,
+        negatives: torch.Tensor,
+        config: Optional[QueryConfig] = None,
+        selection: Optional[SelectionConfig] = None,
+        point_top_k: int = 1,
+    ) -> Query3DResult:
+        """One text query (``positive`` [E] or [1, E]): relevancy at the chosen level, selection, 3D point."""
+        config = config or QueryConfig()
+        selection = selection or SelectionConfig()
+        pos = positive.reshape(1, -1)
+        if config.level is not None:
+            # a fixed level: score only that level (the cost is one pass over its features)
+            level = int(self.choose_level(self.features.new_zeros(self.num_levels, 1, 1), fixed=config.level)[0])
+            rel = relevancy(self.features[level], pos, negatives, config.temperature, config.chunk_size)[0]
+        else:
+            s = self.scores(pos, negatives, config)  # [L, 1, N]
+            level = int(self.choose_level(s, selection.level_top_k)[0])
+            rel = s[level, 0]
+        point = self.max_point(rel, point_top_k) if self.means is not None else None
+        return Query3DResult(relevancy=rel, level=level, mask=self.select(rel, selection), point=point)
+
+
+def subset_params(params: torch.nn.ParameterDict, mask: torch.Tensor) -> torch.nn.ParameterDict:
+    """A new ParameterDict holding the rows of every parameter where ``mask`` [N] (bool) is True.
+
+    Every key is kept (whatever the strategy/trainer stored, latents included);
+    tensors are detached copies so editing the subset never touches the scene.
+    """
+    if mask.dtype != torch.bool or mask.ndim != 1:
+        raise ValueError(f"mask must be a 1-D bool tensor, got {mask.dtype} {tuple(mask.shape)}")
+    out = {}
+    for key, p in params.items():
+        if p.shape[0] != mask.shape[0]:
+            raise ValueError(f"parameter {key!r} has {p.shape[0]} rows, mask has {mask.shape[0]}")
+        out[key] = torch.nn.Parameter(p.detach()[mask.to(p.device)].clone(), requires_grad=p.requires_grad)
+    return torch.nn.ParameterDict(out)
+
+
+def export_selection(path: Union[str, Path], params: torch.nn.ParameterDict, mask: torch.Tensor) -> Path:
+    """Write the selected Gaussians as a PLY with ``langfield.gaussians.ply.save_ply``."""
+    from langfield.gaussians.ply import save_ply  # imported late: the PLY module is owned elsewhere
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_ply(path, subset_params(params, mask))
+    return path
