@@ -8,6 +8,11 @@ depth, semantics, labels.json and an SfM-like coloured point cloud.
     >>> transforms = generate_scene(Path("demo"), seed=0)   # 320x240, 48 train + 8 eval
 
 Command line: ``python -m langfield.synthetic OUT --seed 0``.
+
+Conventions: world z up, floor at z = 0, metres. transforms.json poses are
+OpenGL c2w (``c2w_gl = c2w_cv @ diag(1, -1, -1, 1)``); depth PNGs hold z-depth
+in millimetres; every primitive has its own semantic id (the four table legs
+are four ids that share the label {"part": "table leg", "whole": "table"}).
 """
 
 from .config import SceneConfig
