@@ -1,0 +1,65 @@
+"""Saving and loading a codec: ``codec.pt`` (state dict) + ``codec.json`` (config + report)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+
+from langfield.codec.model import CodecConfig, LanguageCodec
+from langfield.codec.train import CodecReport
+from langfield.types import DataError
+
+WEIGHTS_NAME = "codec.pt"
+CONFIG_NAME = "codec.json"
+FORMAT = 1
+
+
+def _atomic_write(path: Path, write) -> None:  # type: ignore[no-untyped-def]
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_codec(codec: LanguageCodec, directory: Union[str, Path], report: Optional[CodecReport] = None) -> Path:
+    """Write ``codec.pt`` and ``codec.json`` into ``directory`` (created); returns the directory."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in codec.state_dict().items()}
+    meta = {"format": FORMAT, "config": codec.config.to_json(), "report": report.to_json() if report else None}
+    _atomic_write(d / WEIGHTS_NAME, lambda fh: torch.save(state, fh))
+    _atomic_write(d / CONFIG_NAME, lambda fh: fh.write(json.dumps(meta, indent=2).encode()))
+    return d
+
+
+def load_codec(directory: Union[str, Path], device: str = "cpu") -> tuple[LanguageCodec, Optional[dict]]:
+    """Read a codec saved by :func:`save_codec`; returns (codec in eval mode, report dict or None)."""
+    d = Path(directory)
+    cfg_path, w_path = d / CONFIG_NAME, d / WEIGHTS_NAME
+    for p in (cfg_path, w_path):
+        if not p.is_file():
+            raise DataError(f"{p}: codec file missing")
+    try:
+        meta = json.loads(cfg_path.read_text())
+        config = CodecConfig.from_json(meta["config"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{cfg_path}: invalid codec config ({exc})") from exc
+    if meta.get("format") != FORMAT:
+        raise DataError(f"{cfg_path}: unsupported codec format {meta.get('format')!r} (expected {FORMAT})")
+    codec = LanguageCodec(config)
+    try:
+        state = torch.load(w_path, map_location="cpu", weights_only=True)
+        codec.load_state_dict(state)
+    except Exception as exc:
+        raise DataError(f"{w_path}: cannot load codec weights ({exc.__class__.__name__}: {exc})") from exc
+    return codec.to(device).eval(), meta.get("report")
