@@ -1,0 +1,485 @@
+// CPU rasterization, forward and backward, parallel over tiles.
+//
+// Within a tile the loop order is Gaussian-outer / pixel-inner: each Gaussian
+// touches only the pixels of its box (the definition's per-pixel box test),
+// its per-tile gradient is summed in registers and written once per
+// (tile, Gaussian) pair.  The forward stores each pixel's final T and the end
+// of its contributing range (like 3DGS) so the backward walks back to front,
+// recovering T by division.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "../include/langfield_dispatch.h"
+#include "../include/langfield_math.h"
+#include "kernels_cpu.h"
+
+namespace lf_cpu {
+namespace {
+
+struct TileRect {
+    int cam, x0, x1, y0, y1;
+    int64_t start, end;
+};
+
+inline TileRect tile_rect(const RasterArgs& a, int64_t b) {
+    const int64_t n_tiles = (int64_t)a.tile_w * a.tile_h;
+    const int64_t n_buckets = (int64_t)a.C * n_tiles;
+    TileRect r;
+    r.cam = (int)(b / n_tiles);
+    int64_t t = b % n_tiles;
+    int ty = (int)(t / a.tile_w), tx = (int)(t % a.tile_w);
+    r.x0 = tx * a.tile_size; r.x1 = std::min(a.width, r.x0 + a.tile_size);
+    r.y0 = ty * a.tile_size; r.y1 = std::min(a.height, r.y0 + a.tile_size);
+    r.start = a.offsets[b];
+    r.end = b + 1 < n_buckets ? a.offsets[b + 1] : a.M;
+    return r;
+}
+
+// Pixel index range [lo, hi] of a box [m - r, m + r] clipped to [p0, p1);
+// one pixel of slack each side, the exact test is done per pixel.
+inline void box_range(float m, float r, int p0, int p1, int* lo, int* hi) {
+    float l = lf::maxf((float)p0, floorf(m - r - 0.5f));
+    float h = lf::minf((float)(p1 - 1), ceilf(m + r - 0.5f));
+    *lo = (int)l;
+    *hi = (int)h;
+}
+
+// Pixels of one row worth evaluating: alpha >= 1/255 needs
+// sigma <= log(255 o), an ellipse; solving the quadratic in dx per row skips
+// most of the square box (the exact per-pixel tests still decide).
+struct Footprint {
+    float mx, my, r, A, B, C, o;
+    float smax;  // sigma bound with a small margin for float rounding
+};
+
+inline bool make_footprint(const RasterArgs& a, int32_t g, Footprint* f) {
+    f->r = (float)a.radii[g];
+    f->o = a.opacities[g];
+    if (f->r <= 0.f || !(f->o >= lf::ALPHA_MIN)) return false;  // never reaches alpha >= 1/255
+    f->mx = a.means2d[2 * g]; f->my = a.means2d[2 * g + 1];
+    f->A = a.conics[3 * g]; f->B = a.conics[3 * g + 1]; f->C = a.conics[3 * g + 2];
+    f->smax = logf(255.f * f->o) * 1.001f + 1e-3f;
+    return f->A > 0.f;
+}
+
+inline bool row_span(const Footprint& f, float dy, int ulo, int uhi, int* lo, int* hi) {
+    const float bd = f.B * dy;
+    const float disc = bd * bd - 2.f * f.A * (0.5f * f.C * dy * dy - f.smax);
+    if (!(disc >= 0.f)) return false;
+    const float sq = sqrtf(disc), inv = 1.f / f.A;
+    // dx = u + 0.5 - mx in [(-bd - sq) / A, (-bd + sq) / A]; one pixel of slack.
+    const float l = floorf(f.mx - 0.5f + (-bd - sq) * inv) - 1.f;
+    const float h = ceilf(f.mx - 0.5f + (-bd + sq) * inv) + 1.f;
+    *lo = (int)lf::maxf((float)ulo, lf::minf(l, (float)uhi + 1.f));
+    *hi = (int)lf::minf((float)uhi, lf::maxf(h, (float)ulo - 1.f));
+    return *lo <= *hi;
+}
+
+constexpr int kMaxRow = 64;  // tile_size <= 64 (checked in Python)
+
+// Alpha of one Gaussian at lanes u = ubase + k (k < n) of a row, 0 where the
+// definition skips the pixel (outside [rlo, rhi] or the box, sigma < 0,
+// alpha < 1/255).  Written as float selects so it vectorises.
+inline void alpha_row(int n, int ubase, int rlo, int rhi, const Footprint& f, float dy, float* arow, float* visrow) {
+    const float flo = (float)rlo, fhi = (float)rhi;
+#pragma omp simd
+    for (int k = 0; k < n; ++k) {
+        const float uf = (float)(ubase + k);
+        const float dx = (uf + 0.5f) - f.mx;
+        const float sigma = lf::conic_sigma(f.A, f.B, f.C, dx, dy);
+        const float vis = lf::exp_neg(sigma);
+        float al = lf::minf(lf::ALPHA_MAX, f.o * vis);
+        al = uf >= flo ? al : 0.f;
+        al = uf <= fhi ? al : 0.f;
+        al = fabsf(dx) <= f.r ? al : 0.f;
+        al = sigma >= 0.f ? al : 0.f;
+        al = al >= lf::ALPHA_MIN ? al : 0.f;
+        arow[k] = al;
+        visrow[k] = vis;
+    }
+}
+
+// TS > 0: the tile size is the compile-time TS and every row loop runs over
+// the whole tile row (masked), which vectorises without remainder loops;
+// TS == 0: any tile size, loops over the row span only.
+// GCC/Clang vector extensions (portable across x86 and ARM): the state
+// updates below have data-dependent selects that the auto-vectoriser leaves
+// scalar.  n must be a multiple of 4.
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+
+template <typename V, typename T>
+inline V vload(const T* p) {
+    V v;
+    std::memcpy(&v, p, sizeof(V));
+    return v;
+}
+
+template <typename V, typename T>
+inline void vstore(T* p, const V& v) {
+    std::memcpy(p, &v, sizeof(V));
+}
+
+inline v4f vselect(v4i m, v4f a, v4f b) { return (v4f)(((v4i)a & m) | ((v4i)b & ~m)); }
+
+// Forward state update of a row (see the scalar branch in fwd_chunk).
+inline int update_front4(int n, const float* arow, float* Tr, int32_t* dr, int32_t* lr, float* wrow,
+                         int32_t next) {
+    v4i nstop = {0, 0, 0, 0};
+    const v4f zero = {0.f, 0.f, 0.f, 0.f}, one = {1.f, 1.f, 1.f, 1.f};
+    const v4f tmin = {lf::T_MIN, lf::T_MIN, lf::T_MIN, lf::T_MIN};
+    const v4i vnext = {next, next, next, next}, ione = {1, 1, 1, 1};
+    for (int k = 0; k < n; k += 4) {
+        const v4i d = vload<v4i>(dr + k);
+        const v4f al = vload<v4f>(arow + k);
+        const v4f T = vload<v4f>(Tr + k);
+        const v4i l = vload<v4i>(lr + k);
+        const v4i pos = (al > zero) & (d == 0);
+        const v4f Tn = T * (one - al);
+        const v4i small = Tn < tmin;
+        const v4i stop = pos & small, add = pos & ~small;
+        nstop -= stop;  // masks are -1
+        vstore(dr + k, d | (stop & ione));
+        vstore(wrow + k, vselect(add, al * T, zero));
+        vstore(Tr + k, vselect(add, Tn, T));
+        vstore(lr + k, (vnext & add) | (l & ~add));
+    }
+    return nstop[0] + nstop[1] + nstop[2] + nstop[3];
+}
+
+// Backward state update of a row (see the scalar branch in bwd_chunk).
+inline int update_back4(int n, const float* arow, int32_t i32, const int32_t* lr, float* Tr, const float* Tfr,
+                        const float* var, float* okrow, float* rarow, float* Tkrow, float* wrow, float* varow) {
+    v4i nok = {0, 0, 0, 0};
+    const v4f zero = {0.f, 0.f, 0.f, 0.f}, one = {1.f, 1.f, 1.f, 1.f};
+    const v4i vi = {i32, i32, i32, i32};
+    for (int k = 0; k < n; k += 4) {
+        const v4i live = vload<v4i>(lr + k) > vi;
+        const v4f al = vselect(live, vload<v4f>(arow + k), zero);
+        const v4i ok = al > zero;
+        const v4f okf = vselect(ok, one, zero);
+        const v4f ra = one / (one - al);
+        const v4f T = vload<v4f>(Tr + k);
+        const v4f Tk = T * ra;
+        vstore(okrow + k, okf);
+        vstore(rarow + k, ra);
+        vstore(Tkrow + k, Tk);
+        vstore(wrow + k, okf * al * Tk);
+        vstore(varow + k, okf * vload<v4f>(var + k) * vload<v4f>(Tfr + k) * ra);
+        vstore(Tr + k, vselect(ok, Tk, T));
+        nok -= ok;
+    }
+    return nok[0] + nok[1] + nok[2] + nok[3];
+}
+
+template <int CH, int TS>
+void fwd_chunk(const RasterArgs& a, int ch_off, int valid, float* out, float* T_final, int32_t* last_ids) {
+    const int64_t n_buckets = (int64_t)a.C * a.tile_w * a.tile_h;
+    const int ts = TS ? TS : a.tile_size;
+    const int max_px = ts * ts;
+    const int64_t HW = (int64_t)a.height * a.width;
+#pragma omp parallel
+    {
+        // Structure-of-arrays pixel state so the per-row loops vectorise.
+        std::vector<float> T(max_px), acc((size_t)max_px * CH);
+        std::vector<int32_t> last(max_px), done(max_px);
+        float wrow[kMaxRow], arow[kMaxRow], visrow[kMaxRow];
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t b = 0; b < n_buckets; ++b) {
+            TileRect t = tile_rect(a, b);
+            int tw = t.x1 - t.x0, th = t.y1 - t.y0;
+            if (tw <= 0 || th <= 0) continue;
+            // Pixel p = (v - y0) * ts + (u - x0): full rows even at the image border.
+            int npix = tw * th, ndone = 0;
+            std::fill(T.begin(), T.end(), 1.f);
+            std::fill(acc.begin(), acc.end(), 0.f);
+            std::fill(last.begin(), last.end(), (int32_t)t.start);
+            std::fill(done.begin(), done.end(), 0);
+            for (int64_t i = t.start; i < t.end && ndone < npix; ++i) {
+                const int32_t g = a.flatten_ids[i];
+                Footprint f;
+                if (!make_footprint(a, g, &f)) continue;
+                const float mx = f.mx, my = f.my, r = f.r, A = f.A, B = f.B, Cc = f.C, o = f.o;
+                int ulo, uhi, vlo, vhi;
+                box_range(mx, r, t.x0, t.x1, &ulo, &uhi);
+                box_range(my, r, t.y0, t.y1, &vlo, &vhi);
+                if (ulo > uhi || vlo > vhi) continue;
+                float col[CH];
+                const float* cp = a.colors + (int64_t)g * a.ch_total + ch_off;
+                for (int c = 0; c < CH; ++c) col[c] = c < valid ? cp[c] : 0.f;
+                const int32_t next = (int32_t)(i + 1);
+                for (int v = vlo; v <= vhi; ++v) {
+                    const float dy = ((float)v + 0.5f) - my;
+                    if (fabsf(dy) > r) continue;
+                    int rlo, rhi;
+                    if (!row_span(f, dy, ulo, uhi, &rlo, &rhi)) continue;
+                    const int ubase = TS ? t.x0 : rlo;
+                    const int n = TS ? TS : rhi - rlo + 1;
+                    const int p0 = (v - t.y0) * ts + (ubase - t.x0);
+                    float* Tr = T.data() + p0;
+                    int32_t* dr = done.data() + p0;
+                    int32_t* lr = last.data() + p0;
+                    alpha_row(n, ubase, rlo, rhi, f, dy, arow, visrow);
+                    // Pass 2: front-to-back update of the pixels' state.
+                    int nstop = 0;
+                    if (TS % 4 == 0 && TS > 0) {
+                        nstop = update_front4(n, arow, Tr, dr, lr, wrow, next);
+                    } else {
+                        for (int k = 0; k < n; ++k) {
+                            const float alpha = dr[k] == 0 ? arow[k] : 0.f;
+                            const float Tp = Tr[k];
+                            const float Tn = Tp * (1.f - alpha);
+                            const bool pos = alpha > 0.f;
+                            const bool stop = pos && Tn < lf::T_MIN;
+                            const bool add = pos && !stop;
+                            nstop += stop ? 1 : 0;
+                            dr[k] |= stop ? 1 : 0;
+                            wrow[k] = add ? alpha * Tp : 0.f;
+                            Tr[k] = add ? Tn : Tp;
+                            lr[k] = add ? next : lr[k];
+                        }
+                    }
+                    ndone += nstop;
+                    for (int c = 0; c < CH; ++c) {
+                        float* ar = acc.data() + (size_t)c * max_px + p0;
+                        const float cc = col[c];
+#pragma omp simd
+                        for (int k = 0; k < n; ++k) ar[k] += wrow[k] * cc;
+                    }
+                }
+            }
+            const float* bg = a.backgrounds ? a.backgrounds + (int64_t)t.cam * a.ch_total + ch_off : nullptr;
+            for (int v = t.y0; v < t.y1; ++v)
+                for (int u = t.x0; u < t.x1; ++u) {
+                    const int p = (v - t.y0) * ts + (u - t.x0);
+                    const int64_t pix = (int64_t)t.cam * HW + (int64_t)v * a.width + u;
+                    float* op = out + pix * a.ch_total + ch_off;
+                    for (int c = 0; c < valid; ++c) op[c] = acc[(size_t)c * max_px + p] + (bg ? T[p] * bg[c] : 0.f);
+                    T_final[pix] = T[p];
+                    last_ids[pix] = last[p];
+                }
+        }
+    }
+}
+
+// Per-Gaussian gradient slot layout in the accumulation buffers.
+constexpr int kGeo = 6;  // mean2d (2), conic (3), opacity (1)
+
+template <int CH, int TS>
+void bwd_chunk(const RasterArgs& a, int ch_off, int valid, bool use_valpha, const float* T_final,
+               const int32_t* last_ids, const float* v_out, const float* v_alphas, float* v_means2d, float* v_conics,
+               float* v_colors, float* v_opacities) {
+    const int64_t n_buckets = (int64_t)a.C * a.tile_w * a.tile_h;
+    const int ts = TS ? TS : a.tile_size;
+    const int max_px = ts * ts;
+    const int64_t HW = (int64_t)a.height * a.width;
+    const int64_t CN = (int64_t)a.C * a.N;
+    constexpr int S = kGeo + CH;
+    const int nt = omp_get_max_threads();
+    // Race-free accumulation: one private buffer per thread, reduced at the
+    // end; atomics only when those buffers would be too large.
+    const bool private_bufs = (double)nt * CN * S * sizeof(float) <= 1.0e9;
+    std::vector<float> bufs(private_bufs ? (size_t)nt * CN * S : 0, 0.f);
+    std::vector<float> shared_buf(private_bufs ? 0 : (size_t)CN * S, 0.f);
+#pragma omp parallel num_threads(nt)
+    {
+        float* mybuf = private_bufs ? bufs.data() + (size_t)omp_get_thread_num() * CN * S : shared_buf.data();
+        // SoA pixel state: T (running, back to front), final T, colour behind
+        // (S, incl. background), output cotangent, alpha cotangent, range end.
+        std::vector<float> T(max_px), Tf(max_px), Sacc((size_t)max_px * CH), vo((size_t)max_px * CH), va(max_px);
+        std::vector<int32_t> last(max_px);
+        float wrow[kMaxRow], rarow[kMaxRow], Tkrow[kMaxRow], okrow[kMaxRow], varow[kMaxRow], arow[kMaxRow],
+            visrow[kMaxRow];
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t b = 0; b < n_buckets; ++b) {
+            TileRect t = tile_rect(a, b);
+            int tw = t.x1 - t.x0, th = t.y1 - t.y0;
+            if (tw <= 0 || th <= 0 || t.end <= t.start) continue;
+            const float* bg = a.backgrounds ? a.backgrounds + (int64_t)t.cam * a.ch_total + ch_off : nullptr;
+            int64_t max_last = t.start;
+            // Lanes outside the image keep last = start, so they never take part.
+            std::fill(last.begin(), last.end(), (int32_t)t.start);
+            std::fill(T.begin(), T.end(), 1.f);
+            std::fill(Tf.begin(), Tf.end(), 1.f);
+            std::fill(va.begin(), va.end(), 0.f);
+            std::fill(vo.begin(), vo.end(), 0.f);
+            std::fill(Sacc.begin(), Sacc.end(), 0.f);
+            for (int v = t.y0; v < t.y1; ++v)
+                for (int u = t.x0; u < t.x1; ++u) {
+                    const int p = (v - t.y0) * ts + (u - t.x0);
+                    const int64_t pix = (int64_t)t.cam * HW + (int64_t)v * a.width + u;
+                    T[p] = Tf[p] = T_final[pix];
+                    last[p] = last_ids[pix];
+                    max_last = std::max<int64_t>(max_last, last[p]);
+                    va[p] = use_valpha && v_alphas ? v_alphas[pix] : 0.f;
+                    const float* vp = v_out + pix * a.ch_total + ch_off;
+                    for (int c = 0; c < CH; ++c) {
+                        vo[(size_t)c * max_px + p] = c < valid ? vp[c] : 0.f;
+                        Sacc[(size_t)c * max_px + p] = (bg && c < valid) ? Tf[p] * bg[c] : 0.f;
+                    }
+                }
+            for (int64_t i = max_last - 1; i >= t.start; --i) {
+                const int32_t g = a.flatten_ids[i];
+                Footprint f;
+                if (!make_footprint(a, g, &f)) continue;
+                const float mx = f.mx, my = f.my, r = f.r, A = f.A, B = f.B, Cc = f.C, o = f.o;
+                int ulo, uhi, vlo, vhi;
+                box_range(mx, r, t.x0, t.x1, &ulo, &uhi);
+                box_range(my, r, t.y0, t.y1, &vlo, &vhi);
+                if (ulo > uhi || vlo > vhi) continue;
+                float col[CH], gcol[CH];
+                const float* cp = a.colors + (int64_t)g * a.ch_total + ch_off;
+                for (int c = 0; c < CH; ++c) {
+                    col[c] = c < valid ? cp[c] : 0.f;
+                    gcol[c] = 0.f;
+                }
+                float gm0 = 0.f, gm1 = 0.f, gc0 = 0.f, gc1 = 0.f, gc2 = 0.f, go = 0.f;
+                int nany = 0;
+                for (int v = vlo; v <= vhi; ++v) {
+                    const float dy = ((float)v + 0.5f) - my;
+                    if (fabsf(dy) > r) continue;
+                    int rlo, rhi;
+                    if (!row_span(f, dy, ulo, uhi, &rlo, &rhi)) continue;
+                    const int ubase = TS ? t.x0 : rlo;
+                    const int n = TS ? TS : rhi - rlo + 1;
+                    const int p0 = (v - t.y0) * ts + (ubase - t.x0);
+                    float* Tr = T.data() + p0;
+                    const int32_t* lr = last.data() + p0;
+                    const float* Tfr = Tf.data() + p0;
+                    const float* var = va.data() + p0;
+                    alpha_row(n, ubase, rlo, rhi, f, dy, arow, visrow);
+                    const int32_t i32 = (int32_t)i;
+                    int nok = 0;
+                    if (TS % 4 == 0 && TS > 0) {
+                        nok = update_back4(n, arow, i32, lr, Tr, Tfr, var, okrow, rarow, Tkrow, wrow, varow);
+                    } else {
+                        for (int k = 0; k < n; ++k) {
+                            const float alpha = lr[k] > i32 ? arow[k] : 0.f;
+                            const float okf = alpha > 0.f ? 1.f : 0.f;
+                            const float ra = 1.f / (1.f - alpha);
+                            const float Tk = Tr[k] * ra;  // T in front of this Gaussian
+                            okrow[k] = okf;
+                            rarow[k] = ra;
+                            Tkrow[k] = Tk;
+                            wrow[k] = okf * alpha * Tk;
+                            varow[k] = okf * var[k] * Tfr[k] * ra;  // from the alpha output
+                            Tr[k] = okf != 0.f ? Tk : Tr[k];
+                            nok += okf != 0.f ? 1 : 0;
+                        }
+                    }
+                    if (nok == 0) continue;
+                    nany += nok;
+                    for (int c = 0; c < CH; ++c) {
+                        float* Sr = Sacc.data() + (size_t)c * max_px + p0;
+                        const float* vr = vo.data() + (size_t)c * max_px + p0;
+                        const float cc = col[c];
+                        float gsum = 0.f;
+#pragma omp simd reduction(+ : gsum)
+                        for (int k = 0; k < n; ++k) {
+                            gsum += wrow[k] * vr[k];
+                            varow[k] += okrow[k] * vr[k] * (Tkrow[k] * cc - Sr[k] * rarow[k]);
+                            Sr[k] += wrow[k] * cc;
+                        }
+                        gcol[c] += gsum;
+                    }
+#pragma omp simd reduction(+ : gm0, gm1, gc0, gc1, gc2, go)
+                    for (int k = 0; k < n; ++k) {
+                        const float dx = ((float)(ubase + k) + 0.5f) - mx;
+                        const float vis = visrow[k];
+                        // alpha = min(0.99, o vis): no gradient through the clamp.
+                        float gv = o * vis <= lf::ALPHA_MAX ? varow[k] : 0.f;
+                        gv = okrow[k] != 0.f ? gv : 0.f;
+                        go += vis * gv;
+                        const float vs = -o * vis * gv;
+                        gc0 += 0.5f * dx * dx * vs;
+                        gc1 += dx * dy * vs;
+                        gc2 += 0.5f * dy * dy * vs;
+                        gm0 -= vs * (A * dx + B * dy);
+                        gm1 -= vs * (B * dx + Cc * dy);
+                    }
+                }
+                if (nany == 0) continue;
+                float vals[S];
+                vals[0] = gm0; vals[1] = gm1; vals[2] = gc0; vals[3] = gc1; vals[4] = gc2; vals[5] = go;
+                for (int c = 0; c < CH; ++c) vals[kGeo + c] = gcol[c];
+                float* dst = mybuf + (size_t)g * S;
+                if (private_bufs) {
+                    for (int k = 0; k < S; ++k) dst[k] += vals[k];
+                } else {
+                    for (int k = 0; k < S; ++k) {
+#pragma omp atomic
+                        dst[k] += vals[k];
+                    }
+                }
+            }
+        }
+    }
+    const int nb = private_bufs ? nt : 1;
+    const float* base = private_bufs ? bufs.data() : shared_buf.data();
+#pragma omp parallel for schedule(static)
+    for (int64_t g = 0; g < CN; ++g) {
+        float sum[S];
+        for (int k = 0; k < S; ++k) sum[k] = 0.f;
+        for (int tt = 0; tt < nb; ++tt) {
+            const float* src = base + ((size_t)tt * CN + g) * S;
+            for (int k = 0; k < S; ++k) sum[k] += src[k];
+        }
+        v_means2d[2 * g] += sum[0]; v_means2d[2 * g + 1] += sum[1];
+        v_conics[3 * g] += sum[2]; v_conics[3 * g + 1] += sum[3]; v_conics[3 * g + 2] += sum[4];
+        v_opacities[g] += sum[5];
+        float* vc = v_colors + g * a.ch_total + ch_off;
+        for (int c = 0; c < valid; ++c) vc[c] = sum[kGeo + c];
+    }
+}
+
+}  // namespace
+
+void rasterize_fwd(const RasterArgs& a, float* out_colors, float* T_final, int32_t* last_ids) {
+    int off = 0;
+    if (a.ch_total == 0) {
+        // Still produce alphas / T: run one padded chunk with no valid channel.
+        fwd_chunk<1, 0>(a, 0, 0, out_colors, T_final, last_ids);
+        return;
+    }
+    while (off < a.ch_total) {
+        lf::Chunk ck = lf::next_chunk(a.ch_total - off);
+        if (a.tile_size == 16) {
+            LF_DISPATCH_WIDTH(ck.width, fwd_chunk<CH, 16>(a, off, ck.valid, out_colors, T_final, last_ids));
+        } else {
+            LF_DISPATCH_WIDTH(ck.width, fwd_chunk<CH, 0>(a, off, ck.valid, out_colors, T_final, last_ids));
+        }
+        off += ck.valid;
+    }
+}
+
+void rasterize_bwd(const RasterArgs& a, const float* T_final, const int32_t* last_ids, const float* v_out,
+                   const float* v_alphas, float* v_means2d, float* v_conics, float* v_colors, float* v_opacities) {
+    const int64_t CN = (int64_t)a.C * a.N;
+    std::memset(v_means2d, 0, sizeof(float) * CN * 2);
+    std::memset(v_conics, 0, sizeof(float) * CN * 3);
+    std::memset(v_opacities, 0, sizeof(float) * CN);
+    if (a.ch_total == 0) {
+        bwd_chunk<1, 0>(a, 0, 0, true, T_final, last_ids, v_out, v_alphas, v_means2d, v_conics, v_colors, v_opacities);
+        return;
+    }
+    int off = 0;
+    bool first = true;
+    while (off < a.ch_total) {
+        lf::Chunk ck = lf::next_chunk(a.ch_total - off);
+        // The alpha-output gradient is counted once, in the first chunk.
+        if (a.tile_size == 16) {
+            LF_DISPATCH_WIDTH(ck.width, bwd_chunk<CH, 16>(a, off, ck.valid, first, T_final, last_ids, v_out,
+                                                          v_alphas, v_means2d, v_conics, v_colors, v_opacities));
+        } else {
+            LF_DISPATCH_WIDTH(ck.width, bwd_chunk<CH, 0>(a, off, ck.valid, first, T_final, last_ids, v_out,
+                                                         v_alphas, v_means2d, v_conics, v_colors, v_opacities));
+        }
+        off += ck.valid;
+        first = false;
+    }
+}
+
+}  // namespace lf_cpu

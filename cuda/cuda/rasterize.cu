@@ -1,0 +1,247 @@
+// CUDA rasterization: one block per tile, one thread per pixel, Gaussians
+// streamed through shared memory in batches of one block.  The backward walks
+// each tile's list back to front and reduces per-Gaussian gradients over a
+// warp before one atomicAdd per warp.
+#include "../include/langfield_dispatch.h"
+#include "../include/langfield_math.h"
+#include "kernels_cuda.h"
+
+namespace lf_cuda {
+namespace {
+
+struct SharedGauss {
+    int32_t id;
+    float mx, my, r, A, B, C, o;
+};
+
+__device__ inline int64_t tile_end(const RasterArgs& a, int64_t tile_id) {
+    const int64_t n_buckets = (int64_t)a.C * a.tile_w * a.tile_h;
+    return tile_id + 1 < n_buckets ? a.offsets[tile_id + 1] : a.M;
+}
+
+__device__ inline SharedGauss load_gauss(const RasterArgs& a, int64_t idx) {
+    SharedGauss s;
+    const int32_t g = a.flatten_ids[idx];
+    s.id = g;
+    s.mx = a.means2d[2 * g];
+    s.my = a.means2d[2 * g + 1];
+    s.r = (float)a.radii[g];
+    s.A = a.conics[3 * g];
+    s.B = a.conics[3 * g + 1];
+    s.C = a.conics[3 * g + 2];
+    s.o = a.opacities[g];
+    return s;
+}
+
+// Alpha of Gaussian s at pixel centre (px, py); 0 when the definition skips it.
+__device__ inline float pixel_alpha(const SharedGauss& s, float px, float py, float* vis, float* dx, float* dy) {
+    *dx = px - s.mx;
+    *dy = py - s.my;
+    if (!(s.r > 0.f) || fabsf(*dx) > s.r || fabsf(*dy) > s.r) return 0.f;
+    const float sigma = lf::conic_sigma(s.A, s.B, s.C, *dx, *dy);
+    return lf::blend_alpha(s.o, sigma, vis);
+}
+
+template <int CH>
+__global__ void rasterize_fwd_kernel(RasterArgs a, int ch_off, int valid, float* out, float* T_final,
+                                     int32_t* last_ids) {
+    extern __shared__ SharedGauss batch[];
+    const int cam = blockIdx.z, ty = blockIdx.y, tx = blockIdx.x;
+    const int u = tx * a.tile_size + threadIdx.x, v = ty * a.tile_size + threadIdx.y;
+    const bool inside = u < a.width && v < a.height;
+    const int block_size = blockDim.x * blockDim.y;
+    const int tr = threadIdx.y * blockDim.x + threadIdx.x;
+    const int64_t tile_id = ((int64_t)cam * a.tile_h + ty) * a.tile_w + tx;
+    const int64_t start = a.offsets[tile_id], end = tile_end(a, tile_id);
+    const float px = (float)u + 0.5f, py = (float)v + 0.5f;
+
+    float T = 1.f;
+    float acc[CH];
+    for (int c = 0; c < CH; ++c) acc[c] = 0.f;
+    int64_t last = start;
+    bool done = !inside;
+    for (int64_t b = start; b < end; b += block_size) {
+        if (__syncthreads_count(done) == block_size) break;
+        if (b + tr < end) batch[tr] = load_gauss(a, b + tr);
+        __syncthreads();
+        const int n = (int)min((int64_t)block_size, end - b);
+        for (int j = 0; j < n && !done; ++j) {
+            const SharedGauss s = batch[j];
+            float vis, dx, dy;
+            const float alpha = pixel_alpha(s, px, py, &vis, &dx, &dy);
+            if (alpha == 0.f) continue;
+            const float Tn = T * (1.f - alpha);
+            if (Tn < lf::T_MIN) {
+                done = true;
+                break;
+            }
+            const float w = alpha * T;
+            const float* cp = a.colors + (int64_t)s.id * a.ch_total + ch_off;
+            for (int c = 0; c < CH; ++c) acc[c] += c < valid ? w * cp[c] : 0.f;
+            T = Tn;
+            last = b + j + 1;
+        }
+        __syncthreads();
+    }
+    if (!inside) return;
+    const int64_t pix = ((int64_t)cam * a.height + v) * a.width + u;
+    const float* bg = a.backgrounds ? a.backgrounds + (int64_t)cam * a.ch_total + ch_off : nullptr;
+    float* op = out + pix * a.ch_total + ch_off;
+    for (int c = 0; c < CH; ++c)
+        if (c < valid) op[c] = acc[c] + (bg ? T * bg[c] : 0.f);
+    T_final[pix] = T;
+    last_ids[pix] = (int32_t)last;
+}
+
+__device__ inline float warp_sum(float x) {
+    for (int o = 16; o > 0; o >>= 1) x += __shfl_down_sync(0xffffffffu, x, o);
+    return x;
+}
+
+template <int CH>
+__global__ void rasterize_bwd_kernel(RasterArgs a, int ch_off, int valid, bool use_valpha, const float* T_final,
+                                     const int32_t* last_ids, const float* v_out, const float* v_alphas,
+                                     float* v_means2d, float* v_conics, float* v_colors, float* v_opacities) {
+    extern __shared__ SharedGauss batch[];
+    const int cam = blockIdx.z, ty = blockIdx.y, tx = blockIdx.x;
+    const int u = tx * a.tile_size + threadIdx.x, v = ty * a.tile_size + threadIdx.y;
+    const bool inside = u < a.width && v < a.height;
+    const int block_size = blockDim.x * blockDim.y;
+    const int tr = threadIdx.y * blockDim.x + threadIdx.x;
+    const int64_t tile_id = ((int64_t)cam * a.tile_h + ty) * a.tile_w + tx;
+    const int64_t start = a.offsets[tile_id], end = tile_end(a, tile_id);
+    const float px = (float)u + 0.5f, py = (float)v + 0.5f;
+    const int64_t pix = ((int64_t)cam * a.height + (inside ? v : 0)) * a.width + (inside ? u : 0);
+
+    const float Tf = inside ? T_final[pix] : 1.f;
+    float T = Tf;
+    const int64_t last = inside ? (int64_t)last_ids[pix] : start;
+    float vo[CH], S[CH];
+    const float* bg = a.backgrounds ? a.backgrounds + (int64_t)cam * a.ch_total + ch_off : nullptr;
+    for (int c = 0; c < CH; ++c) {
+        vo[c] = (inside && c < valid) ? v_out[pix * a.ch_total + ch_off + c] : 0.f;
+        S[c] = (bg && c < valid) ? Tf * bg[c] : 0.f;
+    }
+    const float va = (inside && use_valpha && v_alphas) ? v_alphas[pix] : 0.f;
+    const int lane = tr % 32;
+
+    // Block-wide end of contributions: max of the pixels' ranges.
+    __shared__ int64_t block_last;
+    if (tr == 0) block_last = start;
+    __syncthreads();
+    if (inside) atomicMax((unsigned long long*)&block_last, (unsigned long long)last);
+    __syncthreads();
+    const int64_t bend = block_last;
+
+    for (int64_t hi = bend; hi > start; hi -= block_size) {
+        const int64_t lo = hi - block_size > start ? hi - block_size : start;
+        __syncthreads();
+        // batch[k] holds isect hi-1-k (back to front).
+        if (hi - 1 - tr >= lo) batch[tr] = load_gauss(a, hi - 1 - tr);
+        __syncthreads();
+        const int n = (int)(hi - lo);
+        for (int j = 0; j < n; ++j) {
+            const int64_t i = hi - 1 - j;
+            const SharedGauss s = batch[j];
+            float vis = 0.f, dx = 0.f, dy = 0.f;
+            float alpha = i < last ? pixel_alpha(s, px, py, &vis, &dx, &dy) : 0.f;
+            const bool ok = alpha > 0.f;
+            float gcol[CH];
+            float gm0 = 0.f, gm1 = 0.f, gc0 = 0.f, gc1 = 0.f, gc2 = 0.f, go = 0.f;
+            for (int c = 0; c < CH; ++c) gcol[c] = 0.f;
+            if (ok) {
+                const float ra = 1.f / (1.f - alpha);
+                const float Tk = T * ra;
+                const float w = alpha * Tk;
+                const float* cp = a.colors + (int64_t)s.id * a.ch_total + ch_off;
+                float v_alpha = 0.f;
+                for (int c = 0; c < CH; ++c) {
+                    const float col = c < valid ? cp[c] : 0.f;
+                    gcol[c] = w * vo[c];
+                    v_alpha += vo[c] * (Tk * col - S[c] * ra);
+                    S[c] += w * col;
+                }
+                v_alpha += va * Tf * ra;
+                T = Tk;
+                float vm[2] = {0.f, 0.f}, vcn[3] = {0.f, 0.f, 0.f};
+                lf::blend_alpha_vjp(s.o, vis, s.A, s.B, s.C, dx, dy, v_alpha, &go, vcn, vm);
+                gm0 = vm[0]; gm1 = vm[1]; gc0 = vcn[0]; gc1 = vcn[1]; gc2 = vcn[2];
+            }
+            // Every lane takes part in the shuffles (no early exit above).
+            if (!__any_sync(0xffffffffu, ok)) continue;
+            gm0 = warp_sum(gm0); gm1 = warp_sum(gm1);
+            gc0 = warp_sum(gc0); gc1 = warp_sum(gc1); gc2 = warp_sum(gc2);
+            go = warp_sum(go);
+            for (int c = 0; c < CH; ++c) gcol[c] = warp_sum(gcol[c]);
+            if (lane == 0) {
+                const int64_t g = s.id;
+                atomicAdd(v_means2d + 2 * g, gm0);
+                atomicAdd(v_means2d + 2 * g + 1, gm1);
+                atomicAdd(v_conics + 3 * g, gc0);
+                atomicAdd(v_conics + 3 * g + 1, gc1);
+                atomicAdd(v_conics + 3 * g + 2, gc2);
+                atomicAdd(v_opacities + g, go);
+                float* vc = v_colors + g * a.ch_total + ch_off;
+                for (int c = 0; c < CH; ++c)
+                    if (c < valid) atomicAdd(vc + c, gcol[c]);
+            }
+        }
+    }
+}
+
+template <int CH>
+void launch_fwd(const RasterArgs& a, int off, int valid, float* out, float* T_final, int32_t* last_ids,
+                cudaStream_t stream) {
+    dim3 grid(a.tile_w, a.tile_h, a.C), block(a.tile_size, a.tile_size);
+    const size_t shm = sizeof(SharedGauss) * a.tile_size * a.tile_size;
+    rasterize_fwd_kernel<CH><<<grid, block, shm, stream>>>(a, off, valid, out, T_final, last_ids);
+}
+
+template <int CH>
+void launch_bwd(const RasterArgs& a, int off, int valid, bool use_valpha, const float* T_final,
+                const int32_t* last_ids, const float* v_out, const float* v_alphas, float* v_means2d, float* v_conics,
+                float* v_colors, float* v_opacities, cudaStream_t stream) {
+    dim3 grid(a.tile_w, a.tile_h, a.C), block(a.tile_size, a.tile_size);
+    const size_t shm = sizeof(SharedGauss) * a.tile_size * a.tile_size;
+    rasterize_bwd_kernel<CH><<<grid, block, shm, stream>>>(a, off, valid, use_valpha, T_final, last_ids, v_out,
+                                                           v_alphas, v_means2d, v_conics, v_colors, v_opacities);
+}
+
+}  // namespace
+
+void rasterize_fwd(const RasterArgs& a, float* out_colors, float* T_final, int32_t* last_ids, cudaStream_t stream) {
+    if (a.C == 0 || a.tile_w == 0 || a.tile_h == 0) return;
+    if (a.ch_total == 0) {
+        launch_fwd<1>(a, 0, 0, out_colors, T_final, last_ids, stream);
+        return;
+    }
+    int off = 0;
+    while (off < a.ch_total) {
+        lf::Chunk ck = lf::next_chunk(a.ch_total - off);
+        LF_DISPATCH_WIDTH(ck.width, launch_fwd<CH>(a, off, ck.valid, out_colors, T_final, last_ids, stream));
+        off += ck.valid;
+    }
+}
+
+void rasterize_bwd(const RasterArgs& a, const float* T_final, const int32_t* last_ids, const float* v_out,
+                   const float* v_alphas, float* v_means2d, float* v_conics, float* v_colors, float* v_opacities,
+                   cudaStream_t stream) {
+    if (a.C == 0 || a.tile_w == 0 || a.tile_h == 0) return;
+    if (a.ch_total == 0) {
+        launch_bwd<1>(a, 0, 0, true, T_final, last_ids, v_out, v_alphas, v_means2d, v_conics, v_colors, v_opacities,
+                      stream);
+        return;
+    }
+    int off = 0;
+    bool first = true;
+    while (off < a.ch_total) {
+        lf::Chunk ck = lf::next_chunk(a.ch_total - off);
+        // The alpha-output gradient is counted once, in the first chunk.
+        LF_DISPATCH_WIDTH(ck.width, launch_bwd<CH>(a, off, ck.valid, first, T_final, last_ids, v_out, v_alphas,
+                                                   v_means2d, v_conics, v_colors, v_opacities, stream));
+        off += ck.valid;
+        first = false;
+    }
+}
+
+}  // namespace lf_cuda

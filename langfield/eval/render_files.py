@@ -1,0 +1,171 @@
+"""Render a scene from given or orbit cameras into PNG / depth files (``langfield render``)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path, PurePosixPath
+from typing import Optional
+
+import numpy as np
+import torch
+
+from langfield.scene import Scene, SceneCamera, atomic_save_with
+from langfield.types import DataError
+
+
+def output_name(frame_name: str) -> str:
+    """PNG file name for a frame: its basename, with the suffix made ``.png`` when it is not already.
+
+    (Written pixels are always PNG; keeping e.g. ``.jpg`` would mislabel them.)
+    """
+    base = PurePosixPath(frame_name.replace("\\", "/")).name or "frame"
+    p = PurePosixPath(base)
+    return base if p.suffix.lower() == ".png" else f"{p.stem if p.suffix else base}.png"
+
+
+def colorize_depth(depth: np.ndarray) -> np.ndarray:
+    """[H, W] metres -> uint8 [H, W, 3] (turbo colormap, near = red; 0/unknown = black).
+
+    Normalised between the 2nd and 98th percentile of valid depths so a few
+    far outliers do not wash the image out.
+    """
+    import cv2
+
+    valid = np.isfinite(depth) & (depth > 0)
+    out = np.zeros((*depth.shape, 3), dtype=np.uint8)
+    if not valid.any():
+        return out
+    lo, hi = np.percentile(depth[valid], [2, 98])
+    t = np.clip((depth - lo) / max(hi - lo, 1e-9), 0, 1)
+    u8 = ((1.0 - t) * 255).astype(np.uint8)
+    bgr = cv2.applyColorMap(u8, cv2.COLORMAP_TURBO)
+    out[valid] = bgr[..., ::-1][valid]
+    return out
+
+
+def _save_png(path: Path, rgb: np.ndarray) -> None:
+    from PIL import Image
+
+    atomic_save_with(path, lambda tmp: Image.fromarray(rgb).save(tmp, format="PNG"))
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, arr)
+
+    atomic_save_with(path, write)
+
+
+@torch.no_grad()
+def render_cameras(
+    scene: Scene,
+    cameras: list[SceneCamera],
+    out_dir: Path,
+    *,
+    backend: str = "auto",
+    background: str = "black",
+    subdir_rgb: str = "rgb",
+) -> list[Path]:
+    """Render each camera: ``rgb/<name>.png``, ``depth/<stem>.npy`` (float32 m) and ``depth/<stem>.png``."""
+    from langfield.gaussians.params import sh_degree_of
+    from langfield.train.view_render import background_color, render_params
+
+    out_dir = Path(out_dir)
+    names = [output_name(c.name) for c in cameras]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise DataError(f"camera file names collide after taking basenames: {sorted(dupes)[:3]}")
+    device = scene.params["means"].device
+    degree = sh_degree_of(scene.params)
+    written = []
+    for cam, name in zip(cameras, names):
+        out = render_params(scene.params, cam.to_view(device), sh_degree=degree,
+                            background=background_color(background, device), backend=backend, render_depth=True)
+        rgb = (out.rgb[0].clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+        _save_png(out_dir / subdir_rgb / name, rgb)
+        written.append(out_dir / subdir_rgb / name)
+        if out.depth is not None:
+            depth = out.depth[0, ..., 0].cpu().numpy().astype(np.float32)
+            stem = PurePosixPath(name).stem
+            _save_npy(out_dir / "depth" / f"{stem}.npy", depth)
+            _save_png(out_dir / "depth" / f"{stem}.png", colorize_depth(depth))
+    return written
+
+
+def orbit_cameras(scene: Scene, n: int) -> list[SceneCamera]:
+    """``n`` cameras on a circle around the scene centre, looking at it (turntable).
+
+    Centre: median of the Gaussian means (robust to floaters).  Up: the mean
+    of the scene cameras' up vectors (-y in OpenCV).  Radius and height: the
+    scene cameras' mean horizontal distance and height relative to the centre.
+    Intrinsics: those of the first scene camera.
+    """
+    if n < 1:
+        raise DataError("--orbit needs at least 1 frame")
+    if not scene.cameras:
+        raise DataError(f"{scene.root}: the scene has no cameras.json to take intrinsics and an orbit from")
+    centre = scene.params["means"].detach().median(dim=0).values.cpu().double().numpy()
+    c2ws = np.stack([c.c2w for c in scene.cameras])
+    up = -c2ws[:, :3, 1].mean(axis=0)
+    up /= max(np.linalg.norm(up), 1e-12)
+    offsets = c2ws[:, :3, 3] - centre
+    height = float((offsets @ up).mean())
+    horiz = offsets - np.outer(offsets @ up, up)
+    radius = float(np.linalg.norm(horiz, axis=1).mean())
+    if radius < 1e-6:
+        radius = float(np.linalg.norm(offsets, axis=1).mean()) or 1.0
+    # Start at the first camera's azimuth so frame 0 resembles a familiar view.
+    a = horiz[0] / max(np.linalg.norm(horiz[0]), 1e-12)
+    if np.linalg.norm(horiz[0]) < 1e-9:
+        a = np.cross(up, [1.0, 0.0, 0.0]) if abs(up[0]) < 0.9 else np.cross(up, [0.0, 1.0, 0.0])
+        a /= np.linalg.norm(a)
+    b = np.cross(up, a)
+    ref = scene.cameras[0]
+    cams = []
+    for i in range(n):
+        th = 2 * math.pi * i / n
+        pos = centre + radius * (math.cos(th) * a + math.sin(th) * b) + height * up
+        cams.append(SceneCamera(f"orbit_{i:05d}.png", "orbit", ref.width, ref.height, ref.K.copy(), look_at(pos, centre, up)))
+    return cams
+
+
+def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """OpenCV camera-to-world at ``eye`` looking at ``target`` (image y points against ``up``)."""
+    z = target - eye
+    z = z / max(np.linalg.norm(z), 1e-12)
+    x = np.cross(z, up)
+    if np.linalg.norm(x) < 1e-9:  # looking straight along up: any perpendicular will do
+        x = np.cross(z, [1.0, 0.0, 0.0]) if abs(z[0]) < 0.9 else np.cross(z, [0.0, 1.0, 0.0])
+    x = x / np.linalg.norm(x)
+    y = np.cross(z, x)
+    c2w = np.eye(4)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = x, y, z, eye
+    return c2w
+
+
+def write_animation(frames: list[Path], out_base: Path, fps: int = 15) -> Optional[Path]:
+    """Write ``out_base.mp4`` (OpenCV) or, failing that, ``out_base.gif`` (Pillow); None if neither works."""
+    from PIL import Image
+
+    if not frames:
+        return None
+    imgs = [np.asarray(Image.open(p).convert("RGB")) for p in frames]
+    h, w = imgs[0].shape[:2]
+    try:
+        import cv2
+
+        mp4 = out_base.with_suffix(".mp4")
+        writer = cv2.VideoWriter(str(mp4), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        if writer.isOpened():
+            for im in imgs:
+                writer.write(im[..., ::-1].copy())
+            writer.release()
+            if mp4.is_file() and mp4.stat().st_size > 0:
+                return mp4
+    except Exception:  # any codec trouble: fall back to GIF
+        pass
+    gif = out_base.with_suffix(".gif")
+    pil = [Image.fromarray(im) for im in imgs]
+    pil[0].save(gif, save_all=True, append_images=pil[1:], duration=int(1000 / fps), loop=0)
+    return gif

@@ -1,0 +1,251 @@
+"""``reconstruct``: dataset -> scene directory (load, initialise, train, save, evaluate).
+
+Output-directory rules (so a previous scene is never lost):
+
+* ``out`` absent (or empty): train directly into it; an interrupted run leaves
+  its checkpoints there for ``resume=True``.
+* ``out`` exists and ``resume``: continue from its newest checkpoint.
+* ``out`` exists and ``overwrite``: train into a sibling staging directory and
+  swap it in only after the new scene has been written and evaluated.
+* otherwise: refuse with a LangfieldError.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from langfield.scene import CONFIG_FILE, SceneCamera, atomic_write_json, latest_checkpoint, load_scene_config, save_scene
+from langfield.train.checkpoint import load_checkpoint
+from langfield.train.config import TrainConfig, config_from_dict, config_to_dict
+from langfield.train.trainer import Trainer, seed_everything
+from langfield.types import Capture, DataError, LangfieldError, View
+
+
+class NoPosesError(LangfieldError):
+    """The capture has no camera poses and no pose front end exists yet."""
+
+
+@dataclass
+class ReconstructResult:
+    """What a finished reconstruction produced."""
+
+    scene_dir: Path
+    """The scene directory written."""
+    report: dict[str, Any]
+    """The evaluation report (also in scene_dir/eval/report.json)."""
+    num_gaussians: int
+    """Final Gaussian count."""
+    wall_time_s: float
+    """Training + saving wall time of this invocation, seconds."""
+
+
+def resolve_device(cfg: TrainConfig) -> torch.device:
+    if cfg.device != "auto":
+        return torch.device(cfg.device)
+    if cfg.backend in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def load_posed_capture(data: Path, cfg: TrainConfig) -> Capture:
+    from langfield.sources import load_capture
+
+    capture = load_capture(Path(data), images=cfg.images, eval_every=cfg.eval_every)
+    if not capture.has_poses:
+        raise NoPosesError(
+            f"{data}: the images have no camera poses, and the pose front end (SfM/SLAM) is not available yet; "
+            "provide a posed dataset (nerfstudio transforms.json, COLMAP sparse model or LLFF poses_bounds.npy)"
+        )
+    if not capture.train_ids:
+        raise DataError(f"{data}: no training frames")
+    return capture
+
+
+def load_split_views(capture: Capture, cfg: TrainConfig, device: torch.device) -> tuple[list[View], list[View]]:
+    from langfield.sources import load_views
+
+    train = load_views(capture, capture.train_ids, downscale=cfg.downscale, device=device)
+    evals = load_views(capture, capture.eval_ids, downscale=cfg.downscale, device=device) if capture.eval_ids else []
+    return train, evals
+
+
+def initial_gaussians(capture: Capture, views: list[View], cfg: TrainConfig, device: torch.device) -> torch.nn.ParameterDict:
+    """Initial Gaussians per ``cfg.init`` (auto: points, else depth, else random)."""
+    from langfield.gaussians import init as ginit
+
+    kind = cfg.init
+    if kind == "auto":
+        kind = "points" if capture.points is not None and len(capture.points) > 0 else (
+            "depth" if any(v.depth is not None for v in views) else "random")
+    common = dict(sh_degree=cfg.sh_degree, init_opacity=cfg.init_opacity, init_scale=cfg.init_scale)
+    if kind == "points":
+        if capture.points is None or len(capture.points) == 0:
+            raise DataError(f"{capture.root}: init 'points' requested but the capture has no sparse points")
+        params = ginit.init_from_points(capture.points, capture.point_colors, **common)
+    elif kind == "depth":
+        if not any(v.depth is not None for v in views):
+            raise DataError(f"{capture.root}: init 'depth' requested but the capture has no depth maps")
+        params = ginit.init_from_depth(views, max_points=cfg.init_max_depth_points, seed=cfg.seed, **common)
+    else:
+        centres = np.stack([f.c2w[:3, 3] for f in capture.train_frames])
+        mid = centres.mean(axis=0)
+        half = cfg.random_extent * capture.scene_scale
+        params = ginit.init_random(cfg.init_num_random, (mid - half).tolist(), (mid + half).tolist(), seed=cfg.seed, **common)
+    return params.to(device)
+
+
+def scene_cameras(train: list[View], evals: list[View]) -> list[SceneCamera]:
+    return [SceneCamera.from_view(v, "train") for v in train] + [SceneCamera.from_view(v, "eval") for v in evals]
+
+
+def _prepare_out(out: Path, *, resume: bool, overwrite: bool) -> tuple[Path, Optional[Path]]:
+    """Directory to train into, and the staging dir to swap in at the end (overwrite only)."""
+    if resume:
+        if latest_checkpoint(out) is None:
+            raise LangfieldError(f"{out}: nothing to resume (no checkpoints/ckpt_*.pt)")
+        return out, None
+    if out.exists() and not out.is_dir():
+        raise LangfieldError(f"{out}: exists and is not a directory")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise LangfieldError(f"{out}: already exists; pass --overwrite to replace it or --resume to continue it")
+        staging = out.parent / f".{out.name}.partial"
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+        return staging, staging
+    out.mkdir(parents=True, exist_ok=True)
+    return out, None
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """Replace ``out`` by ``staging`` with two renames (the old scene exists until the new one is in place)."""
+    old = out.parent / f".{out.name}.old"
+    if old.exists():
+        shutil.rmtree(old)
+    out.rename(old)
+    staging.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def reconstruct(
+    data: Optional[Path],
+    out: Path,
+    cfg: Optional[TrainConfig] = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    iterations: Optional[int] = None,
+    progress: bool = True,
+    stop_after: Optional[int] = None,
+) -> Optional[ReconstructResult]:
+    """Train a scene from a posed dataset and write the scene directory ``out``.
+
+    Args:
+        data: dataset path; with ``resume`` None means "the one in out/config.json".
+        out: scene directory.
+        cfg: run config (ignored when resuming: the checkpoint's config is used).
+        resume: continue from ``out``'s newest checkpoint.
+        overwrite: replace an existing ``out`` once the new scene is complete.
+        iterations: when resuming, a new total number of steps (else the checkpoint's).
+        progress: show a progress bar.
+        stop_after: stop (with a checkpoint, no scene written) after this many
+            completed steps; used to test resumption.  Returns None then.
+    """
+    out = Path(out)
+    t0 = time.time()
+    workdir, staging = _prepare_out(out, resume=resume, overwrite=overwrite)
+    ckpt_state = None
+    if resume:
+        meta = load_scene_config(out)
+        ckpt_path = latest_checkpoint(out)
+        ckpt_state = load_checkpoint(ckpt_path)
+        cfg = config_from_dict(ckpt_state["config"])
+        if iterations is not None:
+            cfg.iterations = iterations
+        data = Path(data) if data is not None else Path(meta["data"])
+        prior_wall = float(meta.get("wall_time_s") or 0.0)
+    else:
+        if data is None:
+            raise LangfieldError("no dataset given")
+        cfg = cfg or TrainConfig()
+        if iterations is not None:
+            cfg.iterations = iterations
+        prior_wall = 0.0
+    data = Path(data).resolve()
+
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg)
+    capture = load_posed_capture(data, cfg)
+    train_views, eval_views = load_split_views(capture, cfg, device)
+    use_depth = capture.has_depth and any(v.depth is not None for v in train_views)
+
+    meta = {
+        "data": str(data),
+        "capture_kind": capture.kind,
+        "scene_scale": float(capture.scene_scale),
+        "num_train_views": len(train_views),
+        "num_eval_views": len(eval_views),
+        "depth_supervision": bool(use_depth),
+        "device": str(device),
+        "train": config_to_dict(cfg),
+    }
+    # Written first so --resume knows the dataset even if training is interrupted.
+    atomic_write_json(workdir / CONFIG_FILE, {**meta, "finished": False})
+
+    if ckpt_state is not None:
+        params = torch.nn.ParameterDict(
+            {k: torch.nn.Parameter(v.to(device)) for k, v in ckpt_state["params"].items()}
+        )
+    else:
+        params = initial_gaussians(capture, train_views, cfg, device)
+    trainer = Trainer(cfg, train_views, params, scene_scale=float(capture.scene_scale), use_depth=use_depth)
+    if ckpt_state is not None:
+        trainer.load_state_dict(ckpt_state)
+        del ckpt_state
+
+    def test_hook(tr: Trainer) -> dict:
+        from langfield.eval.report import evaluate_views
+
+        rows, _ = evaluate_views(tr.params, eval_views or train_views[:4], sh_degree=cfg.active_sh_degree(tr.step),
+                                 background=cfg.background, backend=cfg.backend)
+        return {"test_psnr": float(np.mean([r["psnr"] for r in rows]))}
+
+    try:
+        trainer.train(until=stop_after, scene_dir=workdir, progress=progress, on_test=test_hook)
+    except KeyboardInterrupt:
+        if staging is not None:
+            # The old scene stays in place; say where the partial run went.
+            print(f"interrupted --overwrite run: {out} is untouched; the partial run is in {staging}", file=sys.stderr)
+        raise
+    if trainer.step < cfg.iterations:
+        return None
+
+    wall = prior_wall + time.time() - t0
+    meta.update(
+        finished=True,
+        iterations=trainer.step,
+        num_gaussians=trainer.num_gaussians,
+        sh_degree=cfg.sh_degree,
+        wall_time_s=round(wall, 3),
+    )
+    save_scene(workdir, trainer.params, scene_cameras(train_views, eval_views), meta)
+
+    from langfield.eval.report import evaluate_and_report
+
+    report = evaluate_and_report(
+        workdir, trainer.params, eval_views or train_views,
+        sh_degree=cfg.sh_degree, background=cfg.background, backend=cfg.backend,
+        iterations=trainer.step, wall_time_s=wall, split="eval" if eval_views else "train",
+    )
+    if staging is not None:
+        _swap_in(staging, out)
+    return ReconstructResult(out, report, trainer.num_gaussians, wall)

@@ -1,0 +1,255 @@
+"""The offline optimisation loop over in-memory training views.
+
+``Trainer`` owns parameters, optimizers, strategy state and the seeded view
+generator; ``state_dict``/``load_state_dict`` capture all of it so that a
+resumed run continues exactly (same parameters as an uninterrupted run).
+Loading data, initialisation and writing the scene live in ``reconstruct.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import signal
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+from langfield.gaussians.params import PARAM_KEYS
+from langfield.train.checkpoint import capture_rng_states, restore_rng_states, save_checkpoint
+from langfield.train.config import TrainConfig, config_to_dict
+from langfield.train.losses import masked_depth_l1, photometric_loss
+from langfield.train.view_render import background_color, render_params
+from langfield.types import View
+
+# Adam epsilon as in gsplat: the default 1e-8 is large relative to tiny SH/position gradients.
+ADAM_EPS = 1e-15
+
+
+def seed_everything(seed: int) -> None:
+    """Seed the global RNGs the strategy or init may use (torch, numpy, python)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+    random.seed(seed)
+
+
+def make_optimizers(params: torch.nn.ParameterDict, cfg: TrainConfig, scene_scale: float) -> dict[str, torch.optim.Adam]:
+    """One Adam per parameter key (what densification strategies expect)."""
+    lrs = {
+        "means": cfg.lr.means * scene_scale,
+        "scales": cfg.lr.scales,
+        "quats": cfg.lr.quats,
+        "opacities": cfg.lr.opacities,
+        "sh0": cfg.lr.sh0,
+        "shN": cfg.lr.shN,
+        "latents": cfg.lr.latents,
+    }
+    unknown = [k for k in params.keys() if k not in lrs]
+    if unknown:
+        raise ValueError(f"no learning rate for parameter(s) {unknown}")
+    return {
+        key: torch.optim.Adam([{"params": [params[key]], "lr": lrs[key], "name": key}], eps=ADAM_EPS)
+        for key in params.keys()
+    }
+
+
+@dataclass
+class StepStats:
+    """What one training step reports (for progress display and tests)."""
+
+    step: int
+    """Number of completed steps after this one."""
+    loss: float
+    """Total loss of the step."""
+    psnr: float
+    """PSNR of the rendered training view (against its own background-composited target)."""
+    num_gaussians: int
+    """Gaussian count after densification."""
+
+
+@dataclass
+class Trainer:
+    """Optimises Gaussians against in-memory views; see module docstring."""
+
+    cfg: TrainConfig
+    """Run configuration."""
+    views: list[View]
+    """Training views with ``rgb`` (and optionally ``depth``) loaded, on the training device."""
+    params: torch.nn.ParameterDict
+    """Gaussians being optimised (replaced in place by densification)."""
+    scene_scale: float = 1.0
+    """Extent of the camera centres; scales the position LR and the strategy's thresholds."""
+    use_depth: bool = False
+    """Add the masked depth L1 loss (views carry depth)."""
+    step: int = 0
+    """Number of completed steps."""
+    optimizers: dict[str, torch.optim.Adam] = field(init=False)
+    strategy: Any = field(init=False)
+    strategy_state: dict[str, Any] = field(init=False)
+    generator: torch.Generator = field(init=False)
+    _stop_requested: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        if not self.views:
+            raise ValueError("no training views")
+        self.optimizers = make_optimizers(self.params, self.cfg, self.scene_scale)
+        self.strategy = self.cfg.resolved_strategy()
+        self.strategy.check_sanity(self.params, self.optimizers)
+        self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
+        # View order and random backgrounds come from this generator only, so
+        # checkpointing its state reproduces the exact sequence of views.
+        self.generator = torch.Generator().manual_seed(self.cfg.seed)
+
+    @property
+    def device(self) -> torch.device:
+        return self.params["means"].device
+
+    @property
+    def num_gaussians(self) -> int:
+        return int(self.params["means"].shape[0])
+
+    # ------------------------------------------------------------------ one step
+
+    def train_step(self) -> StepStats:
+        cfg, step = self.cfg, self.step
+        idx = int(torch.randint(len(self.views), (1,), generator=self.generator).item())
+        view = self.views[idx]
+        bg = background_color(cfg.background, self.device, self.generator)
+        for group in self.optimizers["means"].param_groups:
+            group["lr"] = cfg.means_lr(step) * self.scene_scale
+
+        depth_on = self.use_depth and view.depth is not None and cfg.depth_lambda > 0
+        out = render_params(
+            self.params, view, sh_degree=cfg.active_sh_degree(step), background=bg,
+            backend=cfg.backend, render_depth=depth_on,
+        )
+        info = {
+            "means2d": out.means2d,
+            "radii": out.radii,
+            "width": int(view.width),
+            "height": int(view.height),
+            "n_cameras": 1,
+        }
+        self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, step, info)
+        pred = out.rgb[0]
+        target = view.rgb
+        loss = photometric_loss(pred, target, cfg.ssim_lambda)
+        if depth_on and out.depth is not None:
+            loss = loss + cfg.depth_lambda * masked_depth_l1(out.depth[0], view.depth)
+        loss.backward()
+        for opt in self.optimizers.values():
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        # As in gsplat: densify after the optimizer step, from the retained means2d gradient.
+        self.strategy.step_post_backward(self.params, self.optimizers, self.strategy_state, step, info)
+        self.step = step + 1
+        with torch.no_grad():
+            mse = torch.mean((pred.detach().clamp(0, 1) - target) ** 2).item()
+        return StepStats(self.step, float(loss.item()), -10 * math.log10(max(mse, 1e-12)), self.num_gaussians)
+
+    # ------------------------------------------------------------------ loop
+
+    def train(
+        self,
+        until: Optional[int] = None,
+        *,
+        scene_dir: Optional[Path] = None,
+        progress: bool = True,
+        on_test: Optional[Callable[["Trainer"], dict]] = None,
+    ) -> None:
+        """Run steps until ``until`` (default ``cfg.iterations``) completed steps.
+
+        Checkpoints every ``cfg.checkpoint_every`` steps and at the end when
+        ``scene_dir`` is given (into scene_dir/checkpoints).  Ctrl-C finishes the current step, writes
+        a checkpoint and then raises KeyboardInterrupt (a second Ctrl-C aborts
+        at once); the interrupted step is never half-applied in a checkpoint.
+        """
+        until = self.cfg.iterations if until is None else min(until, self.cfg.iterations)
+        bar = _progress_bar(self.step, self.cfg.iterations, enabled=progress)
+        restore = self._install_sigint()
+        last_saved = -1
+        try:
+            while self.step < until:
+                stats = self.train_step()
+                bar.update(1)
+                if stats.step % 10 == 0 or stats.step == until:
+                    bar.set_postfix(loss=f"{stats.loss:.4f}", psnr=f"{stats.psnr:.2f}", n=stats.num_gaussians)
+                if scene_dir is not None and self.cfg.checkpoint_every > 0 and self.step % self.cfg.checkpoint_every == 0:
+                    self.save(scene_dir)
+                    last_saved = self.step
+                if on_test is not None and self.cfg.test_every > 0 and self.step % self.cfg.test_every == 0:
+                    metrics = on_test(self)
+                    bar.write(f"step {self.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+                if self._stop_requested:
+                    raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            if scene_dir is not None and last_saved != self.step:
+                self.save(scene_dir)
+                last_saved = self.step
+            raise
+        finally:
+            restore()
+            bar.close()
+        if scene_dir is not None and last_saved != self.step:
+            self.save(scene_dir)
+
+    def _install_sigint(self) -> Callable[[], None]:
+        """Turn the first Ctrl-C into a stop request honoured at the next step boundary."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = signal.getsignal(signal.SIGINT)
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._stop_requested:  # second Ctrl-C: stop now
+                raise KeyboardInterrupt
+            self._stop_requested = True
+
+        signal.signal(signal.SIGINT, handler)
+        return lambda: signal.signal(signal.SIGINT, previous)
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly (weights_only-loadable)."""
+        return {
+            "step": self.step,
+            "params": {k: v.detach().clone() for k, v in self.params.items()},
+            "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
+            "strategy_state": dict(self.strategy_state),
+            "rng": capture_rng_states(self.generator),
+            "config": config_to_dict(self.cfg),
+            "scene_scale": float(self.scene_scale),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from ``state_dict`` output (parameter count may differ from the current one)."""
+        device = self.device
+        self.params = torch.nn.ParameterDict(
+            {k: torch.nn.Parameter(v.to(device).contiguous()) for k, v in state["params"].items()}
+        )
+        missing = [k for k in PARAM_KEYS if k not in self.params]
+        if missing:
+            raise ValueError(f"checkpoint lacks parameters {missing}")
+        self.scene_scale = float(state["scene_scale"])
+        self.optimizers = make_optimizers(self.params, self.cfg, self.scene_scale)
+        for key, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][key])
+        self.strategy_state = {
+            k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in state["strategy_state"].items()
+        }
+        restore_rng_states(state["rng"], self.generator)
+        self.step = int(state["step"])
+
+    def save(self, checkpoint_root: Path) -> Path:
+        """Write a checkpoint into ``checkpoint_root/checkpoints`` (keeps the last 2)."""
+        return save_checkpoint(checkpoint_root, self.state_dict(), self.step)
+
+
+def _progress_bar(start: int, total: int, *, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=start, disable=not enabled, dynamic_ncols=True, desc="train", unit="step")

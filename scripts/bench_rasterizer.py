@@ -1,0 +1,190 @@
+"""Benchmark the rasterizer: native CPU (and CUDA when present) vs the torch reference.
+
+Prints one JSON document.  For every Gaussian count x channel count x image
+size it times the whole differentiable pipeline (projection, tile binning,
+compositing of a ``[1, N, ch]`` colour tensor) forward, and forward +
+backward (gradients w.r.t. means, quats, scales, opacities and colours),
+as the median of ``--repeats`` runs after one warm-up.  A separate section
+times projection alone: native vs reference vs gsplat's pure-torch
+``_fully_fused_projection``.
+
+Scenes are random Gaussians in a box in front of the camera (depth 2..8,
+x/y inside the field of view) with scales chosen so an average Gaussian
+covers a few to tens of pixels at the given resolution.
+
+    python scripts/bench_rasterizer.py --quick
+    python scripts/bench_rasterizer.py --skip-reference-above 50000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from langfield.render import native  # noqa: E402
+from langfield.render import reference  # noqa: E402
+
+TILE = 16
+
+
+def make_scene(n: int, width: int, height: int, ch: int, device: str, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    fx = 0.8 * width
+    z = torch.rand(n, generator=g) * 6.0 + 2.0
+    xy = (torch.rand(n, 2, generator=g) * 2 - 1) * z[:, None] * torch.tensor([0.55 * width / fx, 0.55 * height / fx])
+    # Pixel std ~ fx * s / z: 1..6 px at 320 wide, scaled with the resolution.
+    lo, hi = math.log(0.012), math.log(0.06)
+    scales = torch.exp(torch.rand(n, 3, generator=g) * (hi - lo) + lo)
+    scene = {
+        "means": torch.cat([xy, z[:, None]], 1),
+        "quats": torch.randn(n, 4, generator=g),
+        "scales": scales,
+        "opacities": torch.rand(n, generator=g) * 0.7 + 0.1,
+        "colors": torch.rand(1, n, ch, generator=g),
+        "viewmats": torch.eye(4)[None],
+        "Ks": torch.tensor([[[fx, 0.0, width / 2], [0.0, fx, height / 2], [0.0, 0.0, 1.0]]]),
+    }
+    return {k: v.to(device) for k, v in scene.items()}
+
+
+def pipeline(mod, s: dict, width: int, height: int, backward: bool) -> None:
+    leaves = {}
+    for k in ("means", "quats", "scales", "opacities", "colors"):
+        leaves[k] = s[k].detach().requires_grad_(backward)
+    radii, means2d, depths, conics = mod.project_gaussians(
+        leaves["means"], leaves["quats"], leaves["scales"], s["viewmats"], s["Ks"], width, height
+    )
+    tw, th = (width + TILE - 1) // TILE, (height + TILE - 1) // TILE
+    _, ids, flat = mod.isect_tiles(means2d, radii, depths, TILE, tw, th)
+    offsets = mod.isect_offset_encode(ids, 1, tw, th)
+    out, alpha = mod.rasterize_to_pixels(
+        means2d, conics, leaves["colors"], leaves["opacities"][None], radii, width, height, TILE, offsets, flat
+    )
+    if backward:
+        (out.sum() + alpha.sum()).backward()
+
+
+def timeit(fn: Callable[[], None], repeats: int, device: str, warmup: bool = True) -> float:
+    """Median wall time in ms (after one warm-up run unless ``warmup`` is False)."""
+
+    def sync() -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    if warmup:
+        fn()
+        sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return round(statistics.median(times), 2)
+
+
+def bench_projection(n: int, width: int, height: int, repeats: int) -> dict:
+    from gsplat.cuda._torch_impl import _fully_fused_projection, _quat_scale_to_covar_preci
+
+    s = make_scene(n, width, height, 1, "cpu")
+    args = (s["means"], s["quats"], s["scales"], s["viewmats"], s["Ks"], width, height)
+    res = {
+        "n": n,
+        "native_cpu_ms": timeit(lambda: native.project_gaussians(*args), repeats, "cpu"),
+        "reference_ms": timeit(lambda: reference.project_gaussians(*args), repeats, "cpu"),
+    }
+
+    def gs() -> None:
+        covars, _ = _quat_scale_to_covar_preci(s["quats"], s["scales"], compute_preci=False)
+        _fully_fused_projection(s["means"], covars, s["viewmats"], s["Ks"], width, height)
+
+    try:
+        res["gsplat_torch_ms"] = timeit(gs, repeats, "cpu")
+    except Exception as exc:  # gsplat's private API may move between versions
+        res["gsplat_torch_error"] = f"{type(exc).__name__}: {exc}"
+    return res
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="10k/50k Gaussians, 3/16 channels, 320x240 only")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per case (median reported)")
+    ap.add_argument("--skip-reference-above", type=int, default=50_000,
+                    help="do not run the (slow) torch reference above this many Gaussians")
+    ap.add_argument("--reference-channels", type=int, nargs="*", default=[16],
+                    help="channel counts for which the reference is timed (it is slow)")
+    ap.add_argument("--no-cuda", action="store_true", help="skip CUDA even when a GPU exists")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="CPU threads (torch.set_num_threads, which also sets the kernels' OpenMP threads); 0 = default")
+    ap.add_argument("--counts", type=int, nargs="*", help="override the Gaussian counts")
+    ap.add_argument("--channels", type=int, nargs="*", help="override the channel counts")
+    args = ap.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+
+    counts = args.counts or ([10_000, 50_000] if args.quick else [10_000, 50_000, 200_000])
+    channels = args.channels or ([3, 16] if args.quick else [3, 16, 64])
+    sizes = [(320, 240)] if args.quick else [(320, 240), (640, 480)]
+    devices = ["cpu"]
+    if not args.no_cuda and torch.cuda.is_available() and native.available("cuda"):
+        devices.append("cuda")
+    if not native.available("cpu"):
+        print(json.dumps({"error": native.build_error("cpu")}))
+        return 1
+
+    report: dict = {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "omp_threads": native.num_threads(),
+            "torch_threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name(0) if "cuda" in devices else None,
+            "load_avg": os.getloadavg(),
+        },
+        "tile_size": TILE,
+        "cases": [],
+        "projection": [],
+    }
+    for width, height in sizes:
+        for n in counts:
+            for ch in channels:
+                case: dict = {"n": n, "channels": ch, "width": width, "height": height}
+                for dev in devices:
+                    s = make_scene(n, width, height, ch, dev)
+                    case[f"native_{dev}_fwd_ms"] = timeit(lambda: pipeline(native, s, width, height, False),
+                                                          args.repeats, dev)
+                    case[f"native_{dev}_fwdbwd_ms"] = timeit(lambda: pipeline(native, s, width, height, True),
+                                                             args.repeats, dev)
+                if n <= args.skip_reference_above and ch in args.reference_channels:
+                    s = make_scene(n, width, height, ch, "cpu")
+                    reps = 1
+                    # The reference is slow and has no JIT: one run each, no warm-up.
+                    case["reference_fwd_ms"] = timeit(lambda: pipeline(reference, s, width, height, False), reps,
+                                                      "cpu", warmup=False)
+                    case["reference_fwdbwd_ms"] = timeit(lambda: pipeline(reference, s, width, height, True), reps,
+                                                         "cpu", warmup=False)
+                    case["speedup_fwdbwd_vs_reference"] = round(
+                        case["reference_fwdbwd_ms"] / max(case["native_cpu_fwdbwd_ms"], 1e-3), 1
+                    )
+                report["cases"].append(case)
+                print(json.dumps(case), file=sys.stderr, flush=True)  # progress
+    for n in counts:
+        report["projection"].append(bench_projection(n, 320, 240, args.repeats))
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
