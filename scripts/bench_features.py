@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-FERN = Path("/work/shared/data/llff_fern/images_8")
+FERN = Path(__file__).resolve().parents[2] / "shared" / "data" / "llff_fern" / "images_8"
 
 
 def load_image(width: int, height: int) -> tuple[torch.Tensor, str]:

@@ -8,7 +8,8 @@ import pytest
 from langfield.sources import load_capture
 from langfield.types import DataError
 
-FERN = Path("/work/shared/data/llff_fern")
+# The project's shared data sits beside the checkout (../shared), in CI too.
+FERN = Path(__file__).resolve().parents[3] / "shared" / "data" / "llff_fern"
 needs_fern = pytest.mark.skipif(not (FERN / "poses_bounds.npy").is_file(), reason="fern data not present")
 
 
