@@ -1,4 +1,4 @@
-"""The ``langfield`` command: reconstruct, render, eval, demo, info.
+"""The ``langfield`` command: reconstruct, render, eval, demo, info, query, select, weights, eval-queries.
 
 Each subcommand is a dataclass whose field docstrings become ``--help``.
 User errors (``LangfieldError``) print one ``error: ...`` line on stderr and
@@ -17,6 +17,7 @@ from typing import Annotated, Literal, Optional, Sequence, Union
 
 import tyro
 
+from langfield.cli_language import EvalQueries, Query, Select, Weights
 from langfield.types import DataError, LangfieldError
 
 Backend = Literal["auto", "torch", "cpu", "cuda"]
@@ -77,10 +78,25 @@ class Reconstruct:
     """Stop densification from growing beyond this many Gaussians (bounds memory and time)."""
     quiet: bool = False
     """No progress bar."""
+    features: Literal["auto", "labels", "sam-clip", "dense", "none"] = "auto"
+    """Language features: labels | sam-clip | dense | none; auto = labels when the dataset has labels.json, else
+    sam-clip (auto skips the language stage with a warning when the default weights are missing)."""
+    clip: str = "ViT-B-16:laion2b_s34b_b88k"
+    """CLIP model: open_clip MODEL[:TAG], a checkpoint path, or test-tiny (random; see `langfield weights`)."""
+    sam: Optional[str] = None
+    """SAM checkpoint for sam-clip: vit_h | vit_l | vit_b | PATH | test-tiny (default vit_h)."""
+    latent_iterations: int = 2000
+    """Language latent optimisation steps (after geometry, geometry frozen)."""
+    latent_dim: int = 3
+    """Codec latent width per level."""
+    codec_steps: int = 3000
+    """Optimisation steps of the per-scene codec."""
 
     def run(self) -> int:
         from langfield.train.reconstruct import reconstruct
 
+        language = _language_config(self.features, self.clip, self.sam, self.latent_iterations, self.latent_dim,
+                                    self.codec_steps)
         if self.resume and self.overwrite:
             raise LangfieldError("--resume and --overwrite exclude each other")
         cfg = _train_config(
@@ -89,10 +105,25 @@ class Reconstruct:
         )
         cfg.strategy.max_gaussians = self.max_gaussians
         result = reconstruct(self.data, self.out, cfg, resume=self.resume, overwrite=self.overwrite,
-                             iterations=self.iterations, progress=not self.quiet)
+                             iterations=self.iterations, progress=not self.quiet,
+                             language=None if self.resume and self.features == "auto" else language)
         assert result is not None
         _print_summary(result)
         return 0
+
+
+def _language_config(features: str, clip: str, sam: Optional[str], iterations: int, latent_dim: int,
+                     codec_steps: int = 3000):
+    """The language stage of ``reconstruct`` (None for --features none)."""
+    from langfield.train.language import LanguageConfig
+
+    if features == "none":
+        return None
+    # An unspecified choice (no --features, --clip or --sam) must not make a plain `reconstruct`
+    # fail for want of optional weights; anything the user named explicitly fails loudly.
+    return LanguageConfig(features=features, clip=clip, sam=sam, iterations=iterations, latent_dim=latent_dim,  # type: ignore[arg-type]
+                          codec_steps=codec_steps,
+                          skip_if_unavailable=features == "auto" and clip == LanguageConfig.clip and sam is None)
 
 
 def _print_summary(result) -> None:
@@ -247,6 +278,10 @@ Command = Union[
     Annotated[Eval, tyro.conf.subcommand("eval")],
     Annotated[Demo, tyro.conf.subcommand("demo")],
     Annotated[Info, tyro.conf.subcommand("info")],
+    Annotated[Query, tyro.conf.subcommand("query")],
+    Annotated[Select, tyro.conf.subcommand("select")],
+    Annotated[Weights, tyro.conf.subcommand("weights")],
+    Annotated[EvalQueries, tyro.conf.subcommand("eval-queries")],
 ]
 
 

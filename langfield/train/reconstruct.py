@@ -12,6 +12,7 @@ Output-directory rules (so a previous scene is never lost):
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sys
 import time
@@ -24,6 +25,7 @@ import torch
 
 from langfield.scene import CONFIG_FILE, SceneCamera, atomic_write_json, latest_checkpoint, load_scene_config, save_scene
 from langfield.train.checkpoint import load_checkpoint
+from langfield.train.language import LANGUAGE_KEY, LanguageConfig, prepare_language, train_latents
 from langfield.train.config import TrainConfig, config_from_dict, config_to_dict
 from langfield.train.trainer import Trainer, seed_everything
 from langfield.types import Capture, DataError, LangfieldError, View
@@ -146,6 +148,7 @@ def reconstruct(
     iterations: Optional[int] = None,
     progress: bool = True,
     stop_after: Optional[int] = None,
+    language: Optional["LanguageConfig"] = None,
 ) -> Optional[ReconstructResult]:
     """Train a scene from a posed dataset and write the scene directory ``out``.
 
@@ -159,6 +162,8 @@ def reconstruct(
         progress: show a progress bar.
         stop_after: stop (with a checkpoint, no scene written) after this many
             completed steps; used to test resumption.  Returns None then.
+        language: language stage settings (``train.language``); None = no
+            language stage (when resuming: the one recorded in config.json).
     """
     out = Path(out)
     t0 = time.time()
@@ -172,6 +177,8 @@ def reconstruct(
         if iterations is not None:
             cfg.iterations = iterations
         data = Path(data) if data is not None else Path(meta["data"])
+        if language is None and isinstance(meta.get("language_config"), dict):
+            language = LanguageConfig(**meta["language_config"])
         prior_wall = float(meta.get("wall_time_s") or 0.0)
     else:
         if data is None:
@@ -198,8 +205,14 @@ def reconstruct(
         "device": str(device),
         "train": config_to_dict(cfg),
     }
+    if language is not None:
+        meta["language_config"] = dataclasses.asdict(language)
     # Written first so --resume knows the dataset even if training is interrupted.
     atomic_write_json(workdir / CONFIG_FILE, {**meta, "finished": False})
+
+    # Features and codec come before geometry so that missing weights fail fast (cached on resume).
+    lang_targets = (prepare_language(language, capture, train_views, workdir, seed=cfg.seed, progress=progress)
+                    if language is not None else None)
 
     if ckpt_state is not None:
         params = torch.nn.ParameterDict(
@@ -229,6 +242,13 @@ def reconstruct(
     if trainer.step < cfg.iterations:
         return None
 
+    params = trainer.params
+    if lang_targets is not None:
+        assert language is not None
+        stats = train_latents(params, train_views, lang_targets, language, backend=cfg.backend, seed=cfg.seed,
+                              progress=progress)
+        meta[LANGUAGE_KEY] = {**lang_targets.meta, **stats}
+
     wall = prior_wall + time.time() - t0
     meta.update(
         finished=True,
@@ -237,7 +257,7 @@ def reconstruct(
         sh_degree=cfg.sh_degree,
         wall_time_s=round(wall, 3),
     )
-    save_scene(workdir, trainer.params, scene_cameras(train_views, eval_views), meta)
+    save_scene(workdir, params, scene_cameras(train_views, eval_views), meta)
 
     from langfield.eval.report import evaluate_and_report
 

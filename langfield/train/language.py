@@ -1,0 +1,285 @@
+"""The language stage of ``reconstruct``: 2D features -> codec -> per-Gaussian latents.
+
+Default schedule (the issue's "geometry first, then latents"):
+
+1. ``prepare_language`` (before geometry training, so a missing model fails
+   fast): extract CLIP features of the training views (cached under
+   ``SCENE/features_cache``), train the per-scene codec on them (saved to
+   ``SCENE/codec/``) and encode per-view latent targets ``[H, W, L*D]``.
+2. ``train_latents`` (after geometry training): add ``latents`` [N, L*D]
+   (zeros) to the Gaussians and optimise only them with Adam, geometry
+   frozen, rendering latents through the same rasterizer backend.  The loss is
+   L1 on pixels that carry a feature at that level (the valid mask).
+
+Level ``l`` occupies latent columns ``[l*D, (l+1)*D)`` (one shared codec).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Optional
+
+import torch
+
+from langfield.types import Capture, LangfieldError, View
+
+log = logging.getLogger(__name__)
+
+FeatureOption = Literal["auto", "labels", "sam-clip", "dense", "none"]
+FEATURES_CACHE_DIR = "features_cache"
+CODEC_DIR = "codec"
+LANGUAGE_KEY = "language"
+"""Key of the language section in the scene's config.json."""
+
+
+@dataclass
+class LanguageConfig:
+    """Settings of the language stage (features, codec, latent optimisation)."""
+
+    features: FeatureOption = "auto"
+    """Feature source: labels | sam-clip | dense | none; auto = labels when the capture has labels.json, else sam-clip."""
+    clip: str = "ViT-B-16:laion2b_s34b_b88k"
+    """CLIP option: open_clip MODEL[:TAG], a checkpoint path, or test-tiny (random, tests only)."""
+    sam: Optional[str] = None
+    """SAM option for sam-clip: vit_h | vit_l | vit_b | a checkpoint path | test-tiny (default vit_h)."""
+    latent_dim: int = 3
+    """D, codec latent width per level (rendered channels = levels * D)."""
+    codec_steps: int = 3000
+    """Adam steps of the codec."""
+    iterations: int = 2000
+    """Latent optimisation steps (one random training view per step), geometry frozen."""
+    lr: float = 0.02
+    """Adam learning rate of the latents (higher than LangSplat's 2.5e-3: our runs are much shorter)."""
+    skip_if_unavailable: bool = False
+    """Skip the stage with a warning (instead of failing) when the model weights are missing; used for ``auto``."""
+    device: str = "cpu"
+    """Torch device of the feature models and the codec."""
+
+    def __post_init__(self) -> None:
+        if self.latent_dim < 1:
+            raise LangfieldError(f"bad option: latent_dim must be >= 1, got {self.latent_dim}")
+        if self.iterations < 1 or self.codec_steps < 1:
+            raise LangfieldError("bad option: language iterations and codec steps must be >= 1")
+
+
+@dataclass
+class LanguageTargets:
+    """What the latent stage trains against."""
+
+    method: str
+    """Resolved feature method (labels | sam-clip | dense)."""
+    level_names: tuple[str, ...]
+    """Level names, fine to coarse."""
+    latent_dim: int
+    """D per level."""
+    targets: dict[str, torch.Tensor]
+    """View name -> [H, W, L*D] float32 latent targets (0 where invalid)."""
+    valid: dict[str, torch.Tensor]
+    """View name -> [H, W, L] bool, where a level has a feature."""
+    meta: dict[str, Any] = field(default_factory=dict)
+    """JSON-ready summary recorded in config.json (method, clip, levels, codec report ...)."""
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.level_names)
+
+
+def resolve_method(cfg: LanguageConfig, capture: Capture) -> Optional[str]:
+    """The concrete feature method, or None when the stage is off."""
+    if cfg.features == "none":
+        return None
+    if cfg.features == "auto":
+        return "labels" if capture.labels else "sam-clip"
+    if cfg.features == "labels" and not capture.labels:
+        raise LangfieldError(f"{capture.root}: --features labels needs labels.json beside the transforms file")
+    return cfg.features
+
+
+def prepare_language(
+    cfg: LanguageConfig,
+    capture: Capture,
+    views: list[View],
+    scene_dir: Path,
+    *,
+    seed: int = 0,
+    progress: bool = True,
+) -> Optional[LanguageTargets]:
+    """Extract (cached) features of ``views``, train + save the codec, encode latent targets.
+
+    Returns None when the stage is off, or skipped because weights are missing
+    and ``cfg.skip_if_unavailable`` (a warning says why).
+    """
+    method = resolve_method(cfg, capture)
+    if method is None:
+        return None
+    from langfield.codec import CodecConfig, CodecTrainConfig, collect_features, encode_feature_map, save_codec, train_codec
+    from langfield.features import ExtractConfig, extract_features
+
+    scene_dir = Path(scene_dir)
+    t0 = time.perf_counter()
+    try:
+        maps = extract_features(
+            [View(v.name, v.viewmat, v.K, v.width, v.height, rgb=_cpu(v.rgb), semantics=_cpu(v.semantics)) for v in views],
+            method,  # type: ignore[arg-type]
+            clip=cfg.clip,
+            sam=cfg.sam,
+            cache_dir=scene_dir / FEATURES_CACHE_DIR,
+            labels=capture.labels,
+            progress=progress,
+            config=ExtractConfig(device=cfg.device),
+        )
+    except LangfieldError as e:
+        if not cfg.skip_if_unavailable:
+            raise
+        _remove_empty_tree(scene_dir / FEATURES_CACHE_DIR)
+        msg = " ".join(str(e).split())
+        log.warning("language stage skipped (%s); pass --features none to silence, or --clip test-tiny for an offline demo", msg)
+        print(f"warning: language stage skipped: {msg}")
+        return None
+    t_features = time.perf_counter() - t0
+
+    first = next(iter(maps.values()))
+    level_names = tuple(first.level_names)
+    feats = collect_features(maps.values())
+    if feats.shape[0] == 0:
+        raise LangfieldError(f"{capture.root}: no language features in any training view (empty segment maps)")
+    codec_cfg = CodecConfig(embed_dim=int(feats.shape[1]), latent_dim=cfg.latent_dim, num_levels=len(level_names))
+    codec, report = train_codec(feats, codec_cfg, CodecTrainConfig(steps=cfg.codec_steps, seed=seed, device=cfg.device))
+    save_codec(codec, scene_dir / CODEC_DIR, report)
+
+    targets: dict[str, torch.Tensor] = {}
+    valid: dict[str, torch.Tensor] = {}
+    for v in views:
+        lat, ok = encode_feature_map(codec, maps[v.name], size=(v.height, v.width))  # [L, H, W, D], [L, H, W]
+        targets[v.name] = lat.permute(1, 2, 0, 3).reshape(v.height, v.width, -1).contiguous()
+        valid[v.name] = ok.permute(1, 2, 0).contiguous()
+    meta = {
+        "method": method,
+        "clip": cfg.clip,
+        "sam": cfg.sam,
+        "levels": list(level_names),
+        "num_levels": len(level_names),
+        "latent_dim": cfg.latent_dim,
+        "embed_dim": int(feats.shape[1]),
+        "codec_dir": CODEC_DIR,
+        "codec_report": report.to_json(),
+        "feature_seconds": round(t_features, 3),
+    }
+    return LanguageTargets(method, level_names, cfg.latent_dim, targets, valid, meta)
+
+
+def _remove_empty_tree(path: Path) -> None:
+    """Delete ``path`` if it holds only empty directories (a skipped stage leaves no trace)."""
+    if not path.is_dir():
+        return
+    dirs = sorted((p for p in path.rglob("*")), key=lambda p: len(p.parts), reverse=True)
+    if any(p.is_file() for p in dirs):
+        return
+    for p in dirs:
+        p.rmdir()
+    path.rmdir()
+
+
+def _cpu(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    return None if t is None else t.detach().cpu()
+
+
+def latent_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, latent_dim: int) -> torch.Tensor:
+    """Mean L1 over the latent channels of valid (pixel, level) pairs.
+
+    ``pred``/``target`` [H, W, L*D], ``valid`` [H, W, L] bool.  0 (still
+    differentiable) when nothing is valid.
+    """
+    h, w, total = pred.shape
+    diff = (pred - target).abs().reshape(h, w, total // latent_dim, latent_dim).sum(-1)  # [H, W, L]
+    n = valid.sum()
+    if n == 0:
+        return pred.sum() * 0.0
+    return (diff * valid).sum() / (n * latent_dim)
+
+
+def render_latents(
+    params: torch.nn.ParameterDict,
+    view: View,
+    latents: torch.Tensor,
+    *,
+    backend: str = "auto",
+    sh_degree: Optional[int] = None,
+    with_rgb: bool = False,
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Render ``latents`` [N, C] of the (frozen) Gaussians into ``view``: ([H, W, C], rgb [H, W, 3] or None).
+
+    Without ``with_rgb`` colours are constant zeros, so no SH is evaluated.
+    """
+    from langfield.gaussians.params import activate
+    from langfield.render import render
+
+    g = activate(params)
+    n = g.means.shape[0]
+    colour: dict[str, Any] = (
+        {"sh_coeffs": g.sh.detach(), "sh_degree": sh_degree} if with_rgb else {"colors": latents.new_zeros(n, 3)}
+    )
+    out = render(
+        g.means.detach(), g.quats.detach(), g.scales.detach(), g.opacities.detach(),
+        view.viewmat[None], view.K[None], int(view.width), int(view.height),
+        features=latents, render_depth=False, backend=backend, **colour,
+    )
+    assert out.features is not None
+    return out.features[0], (out.rgb[0] if with_rgb else None)
+
+
+def train_latents(
+    params: torch.nn.ParameterDict,
+    views: list[View],
+    targets: LanguageTargets,
+    cfg: LanguageConfig,
+    *,
+    backend: str = "auto",
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Add ``params['latents']`` (zeros, [N, L*D]) and fit only it; returns loss statistics.
+
+    Geometry and colours are detached inside the render, so they are not
+    changed (the geometry-first schedule).
+    """
+    from tqdm.auto import tqdm
+
+    n = params["means"].shape[0]
+    device = params["means"].device
+    width = targets.num_levels * targets.latent_dim
+    params["latents"] = torch.nn.Parameter(torch.zeros(n, width, device=device))
+    opt = torch.optim.Adam([params["latents"]], lr=cfg.lr)
+    gen = torch.Generator().manual_seed(seed + 7919)  # own stream: does not perturb geometry RNG use
+    tgt = {k: v.to(device) for k, v in targets.targets.items()}
+    val = {k: v.to(device) for k, v in targets.valid.items()}
+    usable = [v for v in views if v.name in tgt]
+    if not usable:
+        raise LangfieldError("language stage: no training view has latent targets")
+    first = last = float("nan")
+    t0 = time.perf_counter()
+    order: list[int] = []
+    for step in tqdm(range(cfg.iterations), desc="latents", disable=not progress, unit="step"):
+        if not order:
+            order = torch.randperm(len(usable), generator=gen).tolist()
+        view = usable[order.pop()]
+        pred, _ = render_latents(params, view, params["latents"], backend=backend)
+        loss = latent_loss(pred, tgt[view.name], val[view.name], targets.latent_dim)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step == 0:
+            first = loss.item()
+        last = loss.item()
+    params["latents"].requires_grad_(False)
+    return {"latent_loss_first": first, "latent_loss_last": last, "latent_seconds": round(time.perf_counter() - t0, 3),
+            "latent_iterations": cfg.iterations}
+
+
+def language_meta_of(config: Mapping[str, Any]) -> Optional[dict[str, Any]]:
+    """The language section of a scene's config.json, or None when the scene has none."""
+    section = config.get(LANGUAGE_KEY)
+    return section if isinstance(section, dict) and section.get("num_levels") else None
