@@ -52,7 +52,7 @@ def make_optimizers(params: torch.nn.ParameterDict, cfg: TrainConfig, scene_scal
     if unknown:
         raise ValueError(f"no learning rate for parameter(s) {unknown}")
     return {
-        key: torch.optim.Adam([{"params": [params[key]], "lr": lrs[key], "name": key}], eps=ADAM_EPS)
+        key: torch.optim.Adam([{"params": [params[key]], "lr": lrs[key], "name": key}], eps=ADAM_EPS, fused=True)
         for key in params.keys()
     }
 
