@@ -19,20 +19,8 @@ pytestmark = [
 ]
 
 
-def _load_common():
-    """tests/ is not a package (pytest --import-mode=importlib): load the shared helpers by path."""
-    import importlib.util
+import langfield_test_native_common as _common  # registered by tests/render/conftest.py
 
-    name = "_langfield_test_native_common"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("test_native_common.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-_common = _load_common()
 TILE, assert_grad_close, grads_of = _common.TILE, _common.assert_grad_close, _common.grads_of
 make_scene, render_with = _common.make_scene, _common.render_with
 
