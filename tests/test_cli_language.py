@@ -21,7 +21,7 @@ def lang_scene(synthetic_dataset, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("lang") / "scene"
     rc = main(["reconstruct", str(synthetic_dataset), "--out", str(out), "--iterations", str(GEOMETRY_ITERATIONS),
                "--backend", "cpu", "--features", "labels", "--clip", TINY, "--latent-iterations",
-               str(LATENT_ITERATIONS), "--codec-steps", "300", "--checkpoint-every", "0", "--quiet"])
+               str(LATENT_ITERATIONS), "--codec-steps", "1000", "--checkpoint-every", "0", "--quiet"])
     assert rc == 0
     return out
 
@@ -159,3 +159,17 @@ def test_language_errors_exit_2_with_one_line(lang_scene, plain_scene, synthetic
     missing = tmp_path / "missing.safetensors"
     assert main([*base, "--out", str(tmp_path / "b"), "--clip", f"ViT-B-16:{missing}"]) == 2
     assert "not found" in _one_line_error(capsys)
+
+
+def test_label_annotations_skip_regions_below_min_pixels():
+    from langfield.cli_language import label_annotations
+    from langfield.types import Label
+
+    sem = np.zeros((10, 10), dtype=np.int32)
+    sem[:5] = 1  # 50 px of "table top"
+    sem[9, 9] = 2  # a 1 px sliver of "table leg"
+    labels = {1: Label("table top", "table"), 2: Label("table leg", "table")}
+    assert set(label_annotations(sem, labels)) == {"table top", "table leg", "table"}
+    kept = label_annotations(sem, labels, min_pixels=2)
+    assert set(kept) == {"table top", "table"}
+    assert kept["table"].mask.sum() == 51  # the whole keeps every pixel of its parts

@@ -30,6 +30,10 @@ class CodecTrainConfig:
     """Weight of ``1 - cos(decoded, target)``."""
     holdout_fraction: float = 0.1
     """Fraction of features kept out of training for the report."""
+    min_holdout_features: int = 200
+    """Hold features out only when there are at least this many distinct ones: a small set (label
+    lifting has one per label) must be fitted whole, since a held-out label would be a label the
+    codec never learned; the report then says ``num_heldout = 0`` and repeats the train figure."""
     seed: int = 0
     """Seed of the split, the init and the sampling (reproducible codecs)."""
     device: str = "cpu"
@@ -60,10 +64,12 @@ class CodecReport:
 
 
 def collect_features(maps: Iterable[FeatureMap], levels: Optional[list[str]] = None) -> torch.Tensor:
-    """Unique feature rows referenced by the maps' segment maps, as ``[N, E]`` float32.
+    """Distinct feature rows referenced by the maps' segment maps, as ``[N, E]`` float32.
 
     Each segment counts once (like LangSplat), so large regions do not drown
-    small objects the codec must also keep apart.
+    small objects the codec must also keep apart; identical rows across frames
+    (label lifting repeats one text embedding per label in every frame) are
+    kept once, which also makes the codec's steps cheap.
     """
     rows = []
     for fmap in maps:
@@ -73,7 +79,7 @@ def collect_features(maps: Iterable[FeatureMap], levels: Optional[list[str]] = N
         rows.append(fmap.features[used].float())
     if not rows:
         return torch.zeros(0, 0)
-    return torch.cat(rows)
+    return torch.unique(torch.cat(rows), dim=0)
 
 
 def _loss(pred: torch.Tensor, target: torch.Tensor, cfg: CodecTrainConfig) -> torch.Tensor:
@@ -108,7 +114,7 @@ def train_codec(
     gen = torch.Generator().manual_seed(tcfg.seed)
     feats = F.normalize(features.float(), dim=-1)
     perm = torch.randperm(feats.shape[0], generator=gen)
-    n_hold = int(feats.shape[0] * tcfg.holdout_fraction) if feats.shape[0] >= 20 else 0
+    n_hold = int(feats.shape[0] * tcfg.holdout_fraction) if feats.shape[0] >= tcfg.min_holdout_features else 0
     held, fit = feats[perm[:n_hold]], feats[perm[n_hold:]]
 
     with torch.random.fork_rng(devices=[]):

@@ -9,6 +9,12 @@ Per (frame, query) with relevancy maps of all levels [L, H, W]:
   GT box (LERF's rule; inclusive, x = column, y = row), "in mask" when it lies
   on the GT mask. Tied maxima: any of them counts (as LangSplat does).
 
+* **Raw localisation** (LERF's rule as LERF states it): the argmax pixel of
+  the unsmoothed map at the localisation level; reported beside the smoothed
+  one as ``loc_box_raw`` / ``loc_mask_raw``. Smoothing favours regions over
+  thin parts: a 3 px chair leg can lose its smoothed maximum to the
+  neighbourhood even when every one of its pixels has the top relevancy.
+
 These two level choices are LangSplat's (its IoU and localisation code differ
 in exactly this way); with ``QueryConfig.level`` set both use that level.
 
@@ -92,6 +98,10 @@ class QueryEval:
     """Relevancy maximum inside a GT box (LERF localisation)."""
     in_mask: bool
     """Relevancy maximum on the GT mask."""
+    in_box_raw: bool
+    """Maximum of the unsmoothed map inside a GT box."""
+    in_mask_raw: bool
+    """Maximum of the unsmoothed map on the GT mask."""
     level_iou: int
     """Level used for the mask."""
     level_loc: int
@@ -138,23 +148,28 @@ def evaluate_frame(
             raise LangfieldError(f"frame {frame}: GT masks differ in size ({ann.mask.shape} vs {size})")
         li, ll = int(lvl_iou[qi]), int(lvl_loc[qi])
         pred = relevancy_mask(maps[li, qi], config)
-        in_mask, in_box = localization_hit(
-            box_filter(maps[ll, qi], k), ann.mask, ann.boxes if len(ann.boxes) else None
-        )
-        results.append(QueryEval(frame, text, iou(pred, ann.mask), in_box, in_mask, li, ll))
+        boxes = ann.boxes if len(ann.boxes) else None
+        in_mask, in_box = localization_hit(box_filter(maps[ll, qi], k), ann.mask, boxes)
+        in_mask_raw, in_box_raw = localization_hit(maps[ll, qi], ann.mask, boxes)
+        results.append(QueryEval(frame, text, iou(pred, ann.mask), in_box, in_mask, in_box_raw, in_mask_raw, li, ll))
     return results
 
 
 def _means(items: Sequence[QueryEval]) -> dict[str, float]:
     n = len(items)
     if n == 0:
-        return {"count": 0, "iou": math.nan, "loc_box": math.nan, "loc_mask": math.nan}
+        return {"count": 0, **{key: math.nan for key in _KEYS}}
     return {
         "count": n,
         "iou": sum(r.iou for r in items) / n,
         "loc_box": sum(r.in_box for r in items) / n,
         "loc_mask": sum(r.in_mask for r in items) / n,
+        "loc_box_raw": sum(r.in_box_raw for r in items) / n,
+        "loc_mask_raw": sum(r.in_mask_raw for r in items) / n,
     }
+
+
+_KEYS = ("iou", "loc_box", "loc_mask", "loc_box_raw", "loc_mask_raw")
 
 
 def aggregate(results: Sequence[QueryEval]) -> dict:
@@ -165,10 +180,10 @@ def aggregate(results: Sequence[QueryEval]) -> dict:
     per_query = {q: _means(items) for q, items in sorted(by_query.items())}
     if per_query:
         mean_of_queries = {
-            key: sum(v[key] for v in per_query.values()) / len(per_query) for key in ("iou", "loc_box", "loc_mask")
+            key: sum(v[key] for v in per_query.values()) / len(per_query) for key in _KEYS
         }
     else:
-        mean_of_queries = {"iou": math.nan, "loc_box": math.nan, "loc_mask": math.nan}
+        mean_of_queries = {key: math.nan for key in _KEYS}
     return {
         "mean": _means(results),
         "mean_of_queries": mean_of_queries,

@@ -14,7 +14,8 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+import hashlib
+from typing import Callable, Iterator, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -25,14 +26,15 @@ from langfield.types import LangfieldError
 log = logging.getLogger(__name__)
 
 TINY_BANNER = (
-    "CLIP 'test-tiny': a tiny RANDOMLY initialised CLIP for tests and offline demos; "
-    "its embeddings carry no meaning, only exact label names (identical strings) are meaningful"
+    "CLIP 'test-tiny': a tiny RANDOMLY initialised CLIP for tests and offline demos (hashed text "
+    "embeddings: every distinct string gets its own fixed random vector); its embeddings carry "
+    "no meaning, only exact label names (identical strings) are meaningful"
 )
 
 # Tiny CLIP: real open_clip classes and tokenizer, minimal widths, fixed seed so
 # every process builds identical weights (cache entries stay valid).
 TINY_CLIP_CFG = dict(
-    embed_dim=32,
+    embed_dim=1024,  # wide so hashed text vectors scatter little around their common cosine
     vision_cfg=dict(image_size=32, patch_size=8, width=64, layers=2, head_width=32),
     text_cfg=dict(context_length=77, vocab_size=49408, width=64, heads=2, layers=2),
 )
@@ -96,6 +98,8 @@ class ClipModel:
     """E, the joint embedding width."""
     is_test: bool = False
     """True for the random test-tiny model (embeddings only meaningful for identical strings)."""
+    text_encoder: Optional[Callable[[list[str]], torch.Tensor]] = None
+    """Replaces the text tower when set (test-tiny's hashed embeddings); maps T strings -> [T, E]."""
 
     @property
     def device(self) -> torch.device:
@@ -122,6 +126,10 @@ class ClipModel:
     @torch.no_grad()
     def encode_text(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
         """Texts -> [T, E] float32 unit vectors (identical strings give identical rows)."""
+        if self.text_encoder is not None:
+            if not len(texts):
+                return torch.zeros(0, self.embed_dim)
+            return F.normalize(self.text_encoder(list(texts)).float(), dim=-1).cpu()
         out = []
         for i in range(0, len(texts), batch_size):
             tokens = self.tokenizer(list(texts[i : i + batch_size])).to(self.device)  # type: ignore[operator]
@@ -235,6 +243,43 @@ def load_clip(option: str = W.DEFAULT_CLIP, device: str = "cpu", random_init: bo
     return result
 
 
+TINY_TEXT_COMMON_COSINE = 0.75
+"""Cosine between the hashed embeddings of two distinct strings (see ``hashed_text_embeddings``)."""
+
+
+def _unit_from_seed_text(text: str, dim: int) -> torch.Tensor:
+    seed = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little") & ((1 << 63) - 1)
+    v = torch.randn(dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return v / v.norm()
+
+
+def hashed_text_embeddings(texts: Sequence[str], dim: int, common_cosine: float = TINY_TEXT_COMMON_COSINE) -> torch.Tensor:
+    """test-tiny's text "tower": a fixed unit vector per distinct string, [T, dim].
+
+    Each string gets ``sqrt(c) * u + sqrt(1 - c) * r(s)``, normalised, where
+    ``r(s)`` is a Gaussian direction seeded by the string's SHA-256 and ``u`` a
+    direction shared by all strings, so distinct strings have cosine ~``c``
+    (+- ~(1 - c) / sqrt(dim)) and identical strings 1.
+
+    Why not the random text transformer: an untrained transformer maps unrelated
+    label names to cosines anywhere in 0.6-0.97 (the shared start/end tokens and
+    positional embeddings dominate), so even exact label names cannot be told
+    apart from the relevancy negatives. Why a shared component instead of
+    orthogonal directions: trained CLIP text embeddings of unrelated phrases sit
+    in a narrow cone (cosines ~0.7-0.85) and LERF's temperature of 10 is tuned
+    for that; with orthogonal directions a pixel that is 40% "table leg" would
+    already score a saturated relevancy, which no real CLIP model does.
+    """
+    if not 0.0 <= common_cosine < 1.0:
+        raise ValueError(f"common_cosine must be in [0, 1), got {common_cosine}")
+    if not len(texts):
+        return torch.zeros(0, dim)
+    common = _unit_from_seed_text("\x00langfield test-tiny common direction", dim)
+    rows = torch.stack([_unit_from_seed_text(t, dim) for t in texts])
+    out = common_cosine**0.5 * common + (1.0 - common_cosine) ** 0.5 * rows
+    return F.normalize(out, dim=-1).float()
+
+
 def _build_tiny(device: str) -> ClipModel:
     import open_clip
     from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
@@ -253,6 +298,7 @@ def _build_tiny(device: str) -> ClipModel:
         std=tuple(OPENAI_DATASET_STD),  # type: ignore[arg-type]
         embed_dim=int(TINY_CLIP_CFG["embed_dim"]),  # type: ignore[arg-type]
         is_test=True,
+        text_encoder=lambda texts: hashed_text_embeddings(texts, int(TINY_CLIP_CFG["embed_dim"])),  # type: ignore[arg-type]
     )
 
 

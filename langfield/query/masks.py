@@ -10,7 +10,8 @@ map ``r`` [H, W] of the chosen level:
 3. ``mask = v > QueryConfig.mask_threshold`` (0.4, i.e. ``n > 0.7``);
 4. majority vote over a ``mask_majority`` (7) square window clipped at the
    border (a tie keeps the pixel out), removing speckles -- and any object
-   smaller than about half the window (~25 px at 7), so lower it for tiny maps.
+   thinner than about half the window, so lower it for small maps (the CLI
+   scales 7 px at a 730 px short side to the render, as it does the box filter).
 
 Because step 2 normalises per map, some pixels are always selected even for an
 absent object; callers wanting an absolute rule can threshold the raw LERF

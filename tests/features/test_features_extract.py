@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from langfield.features import DENSE_LEVELS, SAM_LEVELS, ExtractConfig, FeatureMap, extract_features
-from langfield.features.clip_model import load_clip
+from langfield.features.clip_model import TINY_CLIP_CFG, load_clip
 from langfield.features.masks import MaskConfig
 from langfield.features.sam_clip import SamClipConfig, masked_square_crops
 
@@ -24,12 +24,12 @@ def image():
 def check_map(fm: FeatureMap, levels):
     assert fm.level_names == levels
     assert fm.segments.shape == (len(levels), H, W_) and fm.segments.dtype == torch.int32
-    assert fm.features.dtype == torch.float16 and fm.features.shape[1] == 32  # tiny CLIP width
+    assert fm.features.dtype == torch.float16 and fm.features.shape[1] == TINY_CLIP_CFG["embed_dim"]  # tiny CLIP width
     assert int(fm.segments.min()) >= -1 and int(fm.segments.max()) < fm.features.shape[0]
     if fm.features.shape[0]:
         assert torch.allclose(fm.features.float().norm(dim=-1), torch.ones(fm.features.shape[0]), atol=2e-3)
     dense = fm.to_dense()
-    assert dense.shape == (len(levels), H, W_, 32)
+    assert dense.shape == (len(levels), H, W_, TINY_CLIP_CFG["embed_dim"])
     norms = dense.norm(dim=-1)
     valid = fm.valid_mask()
     assert torch.allclose(norms[valid], torch.ones(int(valid.sum())), atol=2e-3)
@@ -66,8 +66,8 @@ def test_dense_tiny_end_to_end():
 def test_dense_grid_follows_short_side():
     clip = load_clip("test-tiny")
     big = torch.rand(3, 96, 128)
-    assert clip.dense_features(big, short_side=48).shape == (6, 8, 32)
-    assert clip.dense_features(big, short_side=96).shape == (12, 16, 32)
+    assert clip.dense_features(big, short_side=48).shape == (6, 8, TINY_CLIP_CFG["embed_dim"])
+    assert clip.dense_features(big, short_side=96).shape == (12, 16, TINY_CLIP_CFG["embed_dim"])
 
 
 def test_masked_square_crop_centres_object_and_zeroes_background():

@@ -172,3 +172,21 @@ def test_parse_clip_option(option, want):
 def test_parse_sam_option(option, want):
     kind, path = W.parse_sam_option(option)
     assert (kind, str(path) if path else None) == want
+
+
+def test_tiny_text_embeddings_tell_distinct_strings_apart():
+    """test-tiny keeps its promise: identical strings agree, distinct ones sit at the fixed common cosine."""
+    import torch
+
+    from langfield.features.clip_model import TINY_TEXT_COMMON_COSINE, hashed_text_embeddings
+
+    clip = load_clip("test-tiny")
+    texts = ["table", "table leg", "chair leg", "object", "things", "stuff", "texture", "Table"]
+    e = clip.encode_text(texts)
+    assert e.shape == (len(texts), clip.embed_dim)
+    assert torch.allclose(e.norm(dim=-1), torch.ones(len(texts)), atol=1e-5)
+    off = (e @ e.T)[~torch.eye(len(texts), dtype=torch.bool)]
+    # spread ~(1 - c)/sqrt(1024) around c; an untrained transformer gives anything in 0.6-0.97
+    assert (off - TINY_TEXT_COMMON_COSINE).abs().max() < 0.05
+    assert torch.equal(clip.encode_text(["table leg"])[0], e[1])  # deterministic, batch-independent
+    assert torch.allclose(hashed_text_embeddings(["table leg"], clip.embed_dim)[0], e[1], atol=1e-6)
