@@ -295,23 +295,31 @@ class Weights:
 
     json: bool = False
     """Print JSON instead of a table."""
+    verify: bool = False
+    """Check the sha256 of every present file that has a published digest (reads the whole file);
+    exit 2 when one does not match."""
 
     def run(self) -> int:
         from langfield.features import describe_weights
+        from langfield.features.weights import verify_present
 
         rows = describe_weights()
+        if self.verify:
+            rows = verify_present(rows)
         if self.json:
             print(json.dumps(rows, indent=2, default=str))
-            return 0
+            return 2 if any(r.get("verified") is False for r in rows) else 0
         for r in rows:
             status = "present" if r.get("present") else "MISSING"
             print(f"{r.get('option')}  [{status}]")
             for key in ("description", "filename", "url", "sha256", "size_mb", "env_var", "target_path"):
                 if r.get(key) not in (None, ""):
                     print(f"    {key:<12} {r[key]}")
+            if r.get("verified") is not None:
+                print(f"    {'verified':<12} {'sha256 matches' if r['verified'] else 'SHA256 MISMATCH'}")
         if rows:
             print(f"weights dir: {rows[0].get('weights_dir')}")
-        return 0
+        return 2 if any(r.get("verified") is False for r in rows) else 0
 
 
 # --------------------------------------------------------------------------- eval-queries

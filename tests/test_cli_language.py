@@ -173,3 +173,18 @@ def test_label_annotations_skip_regions_below_min_pixels():
     kept = label_annotations(sem, labels, min_pixels=2)
     assert set(kept) == {"table top", "table"}
     assert kept["table"].mask.sum() == 51  # the whole keeps every pixel of its parts
+
+
+def test_weights_verify_flags_a_corrupt_checkpoint(tmp_path, monkeypatch, capsys):
+    from langfield.features import weights as W
+
+    monkeypatch.setenv(W.WEIGHTS_ENV, str(tmp_path))
+    spec = W.sam_weight_spec("vit_b")
+    assert spec.sha256 and len(spec.sha256) == 64
+    target = spec.target_path()
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"not the real checkpoint")
+    assert main(["weights", "--verify"]) == 2
+    out = capsys.readouterr().out
+    assert "SHA256 MISMATCH" in out and "--sam vit_b  [present]" in out
+    assert main(["weights"]) == 0  # listing alone reads no file contents
