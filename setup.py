@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_namespace_packages, setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
@@ -35,4 +35,8 @@ class BuildPyWithKernels(build_py):
                 shutil.copy2(src, out)
 
 
-setup(cmdclass={"build_py": BuildPyWithKernels})
+# pyproject.toml maps langfield.viewer to viewer/ (package-dir); a `packages.find` there could not
+# include a package living outside langfield/, so the list is built here (namespaces, like find).
+PACKAGES = [*find_namespace_packages(where=str(ROOT), include=["langfield*"]), "langfield.viewer"]
+
+setup(cmdclass={"build_py": BuildPyWithKernels}, packages=PACKAGES)

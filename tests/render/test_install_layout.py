@@ -30,6 +30,8 @@ native = render(*args, colors=colors, backend="cpu")
 ref = render(*args, colors=colors, backend="torch")
 err = float((native.rgb - ref.rgb).abs().max())
 assert err < 1e-5 and float(native.alpha.sum()) > 1.0, err
+import langfield.viewer.core  # packaged from viewer/ (viser not needed)
+assert langfield.viewer.core.__file__.startswith(sys.argv[1]), langfield.viewer.core.__file__
 print("ok", root)
 """
 
@@ -43,7 +45,7 @@ def test_wheel_install_builds_cpu_kernels_from_packaged_sources(tmp_path):
     src.mkdir()
     for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy2(REPO / name, src / name)
-    for name in ("langfield", "cuda"):
+    for name in ("langfield", "cuda", "viewer"):
         shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.so", "_csrc"))
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheel_dir), str(src)],
                    check=True, capture_output=True, cwd=tmp_path)
@@ -51,6 +53,8 @@ def test_wheel_install_builds_cpu_kernels_from_packaged_sources(tmp_path):
     names = set(zipfile.ZipFile(whl).namelist())
     for src in ("include/langfield_math.h", "cpu/rasterize.cpp", "cuda/rasterize.cu"):
         assert f"langfield/_csrc/{src}" in names, src
+    # the viewer's source lives in the top-level viewer/ and is packaged as langfield.viewer
+    assert {"langfield/viewer/__init__.py", "langfield/viewer/server.py"} <= names
     subprocess.run([*pip, "install", "--no-deps", "-q", "--target", str(target), str(whl)],
                    check=True, capture_output=True)
     # a fresh kernel cache, and a working directory outside the repository

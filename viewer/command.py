@@ -1,0 +1,60 @@
+"""``langfield view SCENE``: the CLI side of the viewer (registered in ``langfield/cli.py``)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import tyro
+
+from langfield.types import LangfieldError
+from langfield.viewer.config import DEFAULT_HOST, DEFAULT_PORT, ViewerConfig
+
+INSTALL_HINT = 'the viewer needs viser: pip install -e ".[viewer]"'
+
+
+@dataclass
+class ViewCommand:
+    """Open a scene in the viser web viewer: RGB, depth, feature PCA and text-query heatmaps."""
+
+    scene: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="SCENE")]
+    """Scene directory written by `langfield reconstruct`."""
+    host: str = DEFAULT_HOST
+    """Interface to bind (default localhost only; 0.0.0.0 exposes the scene to the network)."""
+    port: int = DEFAULT_PORT
+    """TCP port (the next free one is used when it is taken)."""
+    backend: Literal["auto", "torch", "cpu", "cuda"] = "auto"
+    """Rasterizer backend."""
+    max_size: int = 512
+    """Long side in pixels of the rendered frame once the camera stops moving."""
+
+    def run(self) -> int:
+        try:
+            import viser  # noqa: F401
+        except ImportError:
+            raise LangfieldError(INSTALL_HINT) from None
+        from langfield.viewer.core import RenderCore
+        from langfield.viewer.server import ViewerServer
+
+        try:
+            config = ViewerConfig(host=self.host, port=self.port, max_size=self.max_size,
+                                  preview_size=min(192, self.max_size))
+        except ValueError as e:
+            raise LangfieldError(f"bad option: {e}") from None
+        core = RenderCore(self.scene, backend=self.backend)
+        if not core.has_language:
+            print(f"note: {core.language_note}")
+        server = ViewerServer(core, config)
+        print(f"viewer: {server.url}  (Ctrl-C to stop)")
+        if self.host in ("127.0.0.1", "localhost"):
+            print(f"remote machine? forward the port: ssh -L {server.port}:localhost:{server.port} USER@HOST")
+        try:
+            while True:
+                time.sleep(1.0)
+        except KeyboardInterrupt:  # the normal way to quit: not an error
+            pass
+        finally:
+            server.stop()
+        return 0
