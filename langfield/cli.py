@@ -1,4 +1,4 @@
-"""The ``langfield`` command: reconstruct, render, eval, demo, info, query, select, weights, eval-queries.
+"""The ``langfield`` command: reconstruct, render, eval, demo, info, query, select, weights, eval-queries, view.
 
 Each subcommand is a dataclass whose field docstrings become ``--help``.
 User errors (``LangfieldError``) print one ``error: ...`` line on stderr and
@@ -19,6 +19,7 @@ import tyro
 
 from langfield.cli_language import EvalQueries, Query, Select, Weights
 from langfield.types import DataError, LangfieldError
+from langfield.viewer.command import ViewCommand
 
 Backend = Literal["auto", "torch", "cpu", "cuda"]
 
@@ -75,7 +76,8 @@ class Reconstruct:
     checkpoint_every: int = 1000
     """Write a checkpoint every N steps (the last 2 are kept)."""
     max_gaussians: Optional[int] = None
-    """Stop densification from growing beyond this many Gaussians (bounds memory and time)."""
+    """Stop densification from growing beyond this many Gaussians (bounds memory and time); default
+    0.9 per pixel of one training image (TrainConfig.gaussians_per_pixel)."""
     quiet: bool = False
     """No progress bar."""
     features: Literal["auto", "labels", "sam-clip", "dense", "none"] = "auto"
@@ -86,7 +88,12 @@ class Reconstruct:
     sam: Optional[str] = None
     """SAM checkpoint for sam-clip: vit_h | vit_l | vit_b | PATH | test-tiny (default vit_h)."""
     latent_iterations: int = 2000
-    """Language latent optimisation steps (after geometry, geometry frozen)."""
+    """Language latent optimisation steps (after geometry, geometry frozen; sequential schedule)."""
+    language_schedule: Literal["sequential", "joint"] = "sequential"
+    """sequential: geometry first, then latents with geometry frozen; joint: latents trained with the geometry
+    from step 0 (one render pass, the latent loss also shapes the geometry)."""
+    joint_weight: float = 1.0
+    """Joint schedule: weight (> 0) of the latent loss relative to the RGB loss."""
     latent_dim: int = 3
     """Codec latent width per level."""
     codec_steps: int = 3000
@@ -96,7 +103,7 @@ class Reconstruct:
         from langfield.train.reconstruct import reconstruct
 
         language = _language_config(self.features, self.clip, self.sam, self.latent_iterations, self.latent_dim,
-                                    self.codec_steps)
+                                    self.codec_steps, schedule=self.language_schedule, joint_weight=self.joint_weight)
         if self.resume and self.overwrite:
             raise LangfieldError("--resume and --overwrite exclude each other")
         cfg = _train_config(
@@ -113,7 +120,7 @@ class Reconstruct:
 
 
 def _language_config(features: str, clip: str, sam: Optional[str], iterations: int, latent_dim: int,
-                     codec_steps: int = 3000):
+                     codec_steps: int = 3000, *, schedule: str = "sequential", joint_weight: float = 1.0):
     """The language stage of ``reconstruct`` (None for --features none)."""
     from langfield.train.language import LanguageConfig
 
@@ -122,7 +129,7 @@ def _language_config(features: str, clip: str, sam: Optional[str], iterations: i
     # An unspecified choice (no --features, --clip or --sam) must not make a plain `reconstruct`
     # fail for want of optional weights; anything the user named explicitly fails loudly.
     return LanguageConfig(features=features, clip=clip, sam=sam, iterations=iterations, latent_dim=latent_dim,  # type: ignore[arg-type]
-                          codec_steps=codec_steps,
+                          codec_steps=codec_steps, schedule=schedule, joint_weight=joint_weight,  # type: ignore[arg-type]
                           skip_if_unavailable=features == "auto" and clip == LanguageConfig.clip and sam is None)
 
 
@@ -282,6 +289,7 @@ Command = Union[
     Annotated[Select, tyro.conf.subcommand("select")],
     Annotated[Weights, tyro.conf.subcommand("weights")],
     Annotated[EvalQueries, tyro.conf.subcommand("eval-queries")],
+    Annotated[ViewCommand, tyro.conf.subcommand("view")],
 ]
 
 

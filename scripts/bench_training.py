@@ -35,6 +35,8 @@ def main() -> int:
     ap.add_argument("--height", type=int, default=120)
     ap.add_argument("--views", type=int, default=16, help="training views")
     ap.add_argument("--max-gaussians", type=int, default=None)
+    ap.add_argument("--schedule", choices=["scaled", "3dgs"], default="scaled",
+                    help="refine window: fitted to --iterations (default) or 3DGS's fixed one (500 to 15k)")
     ap.add_argument("--keep", type=Path, default=None, help="keep the dataset and scene in this directory")
     args = ap.parse_args()
 
@@ -43,6 +45,7 @@ def main() -> int:
         data = root / "data"
         generate_scene(data, seed=args.seed, width=args.width, height=args.height, n_train=args.views, n_eval=4)
         cfg = TrainConfig(iterations=args.iterations, backend=args.backend, checkpoint_every=args.iterations)
+        cfg.scale_strategy_schedule = args.schedule == "scaled"
         if args.max_gaussians:
             cfg.strategy.max_gaussians = args.max_gaussians
         t0 = time.perf_counter()

@@ -11,6 +11,13 @@ Default schedule (the issue's "geometry first, then latents"):
    frozen, rendering latents through the same rasterizer backend.  The loss is
    L1 on pixels that carry a feature at that level (the valid mask).
 
+Joint schedule (``LanguageConfig.schedule = "joint"``): step 1 is the same,
+then ``latents`` exist from step 0 and are optimised *with* the geometry: each
+training step renders RGB and latents in one rasterizer pass and adds
+``joint_weight * latent_loss`` to the photometric loss (``JointLatentLoss``,
+the Trainer's ``extra_loss`` hook), so the latent loss also moves the geometry.
+Densification carries the latent rows like any other parameter.
+
 Level ``l`` occupies latent columns ``[l*D, (l+1)*D)`` (one shared codec).
 """
 
@@ -24,11 +31,12 @@ from typing import Any, Literal, Mapping, Optional
 
 import torch
 
-from langfield.types import Capture, LangfieldError, View
+from langfield.types import Capture, DataError, LangfieldError, RenderOutput, View
 
 log = logging.getLogger(__name__)
 
 FeatureOption = Literal["auto", "labels", "sam-clip", "dense", "none"]
+Schedule = Literal["sequential", "joint"]
 FEATURES_CACHE_DIR = "features_cache"
 CODEC_DIR = "codec"
 LANGUAGE_KEY = "language"
@@ -50,9 +58,17 @@ class LanguageConfig:
     codec_steps: int = 3000
     """Adam steps of the codec."""
     iterations: int = 2000
-    """Latent optimisation steps (one random training view per step), geometry frozen."""
+    """Latent optimisation steps (one random training view per step), geometry frozen; sequential schedule only."""
     lr: float = 0.02
     """Adam learning rate of the latents (higher than LangSplat's 2.5e-3: our runs are much shorter)."""
+    schedule: Schedule = "sequential"
+    """sequential = geometry first, then latents with geometry frozen; joint = latents trained with the geometry
+    from step 0 (one render pass for RGB + latents, the latent loss also moves the geometry)."""
+    joint_weight: float = 1.0
+    """Joint schedule: weight (> 0) of the latent L1 loss added to the RGB loss.  Adam makes the latents' own
+    updates independent of it; it only sets how hard the latent loss pulls the shared geometry against RGB.  1.0:
+    on the labelled synthetic room (160x120, 1000 steps, 2 seeds) it beat 0.1 by ~0.011 query IoU for ~0.1-0.3 dB
+    less RGB PSNR; lower it when RGB matters more or the targets are view-inconsistent (sam-clip)."""
     skip_if_unavailable: bool = False
     """Skip the stage with a warning (instead of failing) when the model weights are missing; used for ``auto``."""
     device: str = "cpu"
@@ -63,6 +79,11 @@ class LanguageConfig:
             raise LangfieldError(f"bad option: latent_dim must be >= 1, got {self.latent_dim}")
         if self.iterations < 1 or self.codec_steps < 1:
             raise LangfieldError("bad option: language iterations and codec steps must be >= 1")
+        if self.schedule not in ("sequential", "joint"):
+            raise LangfieldError(f"bad option: language schedule must be sequential or joint, got {self.schedule!r}")
+        if self.joint_weight <= 0:
+            # weight 0 would give the latents no gradient at all (they would stay 0)
+            raise LangfieldError(f"bad option: joint_weight must be > 0, got {self.joint_weight}")
 
 
 @dataclass
@@ -106,11 +127,14 @@ def prepare_language(
     *,
     seed: int = 0,
     progress: bool = True,
+    reuse_codec: bool = False,
 ) -> Optional[LanguageTargets]:
     """Extract (cached) features of ``views``, train + save the codec, encode latent targets.
 
-    Returns None when the stage is off, or skipped because weights are missing
-    and ``cfg.skip_if_unavailable`` (a warning says why).
+    ``reuse_codec`` (resume) loads the codec already saved in ``scene_dir`` when
+    it fits the features, so a resumed joint run trains against the very same
+    targets.  Returns None when the stage is off, or skipped because weights
+    are missing and ``cfg.skip_if_unavailable`` (a warning says why).
     """
     method = resolve_method(cfg, capture)
     if method is None:
@@ -147,8 +171,13 @@ def prepare_language(
     if feats.shape[0] == 0:
         raise LangfieldError(f"{capture.root}: no language features in any training view (empty segment maps)")
     codec_cfg = CodecConfig(embed_dim=int(feats.shape[1]), latent_dim=cfg.latent_dim, num_levels=len(level_names))
-    codec, report = train_codec(feats, codec_cfg, CodecTrainConfig(steps=cfg.codec_steps, seed=seed, device=cfg.device))
-    save_codec(codec, scene_dir / CODEC_DIR, report)
+    reused = _saved_codec(scene_dir / CODEC_DIR, codec_cfg, cfg.device) if reuse_codec else None
+    if reused is not None:
+        codec, report_json = reused
+    else:
+        codec, report = train_codec(feats, codec_cfg, CodecTrainConfig(steps=cfg.codec_steps, seed=seed, device=cfg.device))
+        save_codec(codec, scene_dir / CODEC_DIR, report)
+        report_json = report.to_json()
 
     targets: dict[str, torch.Tensor] = {}
     valid: dict[str, torch.Tensor] = {}
@@ -165,10 +194,25 @@ def prepare_language(
         "latent_dim": cfg.latent_dim,
         "embed_dim": int(feats.shape[1]),
         "codec_dir": CODEC_DIR,
-        "codec_report": report.to_json(),
+        "codec_report": report_json,
         "feature_seconds": round(t_features, 3),
+        "schedule": cfg.schedule,
     }
     return LanguageTargets(method, level_names, cfg.latent_dim, targets, valid, meta)
+
+
+def _saved_codec(directory: Path, want: Any, device: str) -> Optional[tuple[Any, Optional[dict]]]:
+    """(codec, report) saved in ``directory`` if it exists and has config ``want``, else None."""
+    from langfield.codec import load_codec
+
+    if not directory.is_dir():
+        return None
+    try:
+        codec, report = load_codec(directory, device=device)
+    except DataError as e:
+        log.warning("retraining the codec: %s", e)
+        return None
+    return (codec, report) if codec.config == want else None
 
 
 def _remove_empty_tree(path: Path) -> None:
@@ -231,6 +275,46 @@ def render_latents(
     return out.features[0], (out.rgb[0] if with_rgb else None)
 
 
+def add_zero_latents(params: torch.nn.ParameterDict, targets: LanguageTargets) -> None:
+    """Give every Gaussian a trainable ``latents`` row of zeros ([N, L*D])."""
+    n, device = params["means"].shape[0], params["means"].device
+    params["latents"] = torch.nn.Parameter(torch.zeros(n, targets.num_levels * targets.latent_dim, device=device))
+
+
+class JointLatentLoss:
+    """The joint schedule's extra loss: ``weight * latent_loss`` of the step's rendered latents.
+
+    Called by the Trainer with the view and the render of the step (which
+    carries ``features`` = the rendered latents, composited in the same pass
+    as RGB and differentiable w.r.t. latents *and* geometry).  Keeps the
+    unweighted per-step losses in ``history`` for reporting.
+    """
+
+    def __init__(self, targets: LanguageTargets, weight: float, device: torch.device | str) -> None:
+        self.latent_dim = targets.latent_dim
+        self.weight = float(weight)
+        self.targets = {k: v.to(device) for k, v in targets.targets.items()}
+        self.valid = {k: v.to(device) for k, v in targets.valid.items()}
+        self.history: list[float] = []
+
+    def __call__(self, view: View, out: RenderOutput) -> torch.Tensor:
+        if out.features is None:
+            raise ValueError("joint latent loss: the render carries no features (params lack 'latents'?)")
+        pred = out.features[0]
+        if view.name not in self.targets:  # a view without features contributes nothing
+            return pred.sum() * 0.0
+        loss = latent_loss(pred, self.targets[view.name], self.valid[view.name], self.latent_dim)
+        self.history.append(float(loss.detach()))
+        return self.weight * loss
+
+    def stats(self, window: int = 50) -> dict[str, float]:
+        """First / mean-of-last-``window`` unweighted losses of this invocation (NaN when none)."""
+        h = self.history
+        last = sum(h[-window:]) / len(h[-window:]) if h else float("nan")
+        return {"joint_latent_loss_first": h[0] if h else float("nan"), "joint_latent_loss_last": last,
+                "joint_weight": self.weight}
+
+
 def train_latents(
     params: torch.nn.ParameterDict,
     views: list[View],
@@ -248,11 +332,10 @@ def train_latents(
     """
     from tqdm.auto import tqdm
 
-    n = params["means"].shape[0]
-    device = params["means"].device
-    width = targets.num_levels * targets.latent_dim
-    params["latents"] = torch.nn.Parameter(torch.zeros(n, width, device=device))
+    n_steps = cfg.iterations
+    add_zero_latents(params, targets)
     opt = torch.optim.Adam([params["latents"]], lr=cfg.lr)
+    device = params["means"].device
     gen = torch.Generator().manual_seed(seed + 7919)  # own stream: does not perturb geometry RNG use
     tgt = {k: v.to(device) for k, v in targets.targets.items()}
     val = {k: v.to(device) for k, v in targets.valid.items()}
@@ -262,7 +345,7 @@ def train_latents(
     first = last = float("nan")
     t0 = time.perf_counter()
     order: list[int] = []
-    for step in tqdm(range(cfg.iterations), desc="latents", disable=not progress, unit="step"):
+    for step in tqdm(range(n_steps), desc="latents", disable=not progress, unit="step"):
         if not order:
             order = torch.randperm(len(usable), generator=gen).tolist()
         view = usable[order.pop()]
@@ -276,7 +359,7 @@ def train_latents(
         last = loss.item()
     params["latents"].requires_grad_(False)
     return {"latent_loss_first": first, "latent_loss_last": last, "latent_seconds": round(time.perf_counter() - t0, 3),
-            "latent_iterations": cfg.iterations}
+            "latent_iterations": n_steps}
 
 
 def language_meta_of(config: Mapping[str, Any]) -> Optional[dict[str, Any]]:

@@ -25,10 +25,22 @@ import torch
 
 from langfield.scene import CONFIG_FILE, SceneCamera, atomic_write_json, latest_checkpoint, load_scene_config, save_scene
 from langfield.train.checkpoint import load_checkpoint
-from langfield.train.language import LANGUAGE_KEY, LanguageConfig, prepare_language, train_latents
+from langfield.train.language import (
+    LANGUAGE_KEY,
+    JointLatentLoss,
+    LanguageConfig,
+    LanguageTargets,
+    add_zero_latents,
+    prepare_language,
+    train_latents,
+)
 from langfield.train.config import TrainConfig, config_from_dict, config_to_dict
 from langfield.train.trainer import Trainer, seed_everything
 from langfield.types import Capture, DataError, LangfieldError, View
+
+
+# LanguageConfig fields a resumed run takes from config.json whatever it is given (they shape the checkpoint).
+_JOINT_FIELDS = ("schedule", "joint_weight", "lr")
 
 
 class NoPosesError(LangfieldError):
@@ -138,6 +150,16 @@ def _swap_in(staging: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _finish_latents(params: torch.nn.ParameterDict, views: list[View], targets: LanguageTargets,
+                    language: LanguageConfig, joint_loss: Optional[JointLatentLoss], cfg: TrainConfig,
+                    progress: bool) -> dict[str, Any]:
+    """After geometry training: fit the latents (sequential) or report the jointly trained ones; returns stats."""
+    if joint_loss is None:
+        return train_latents(params, views, targets, language, backend=cfg.backend, seed=cfg.seed, progress=progress)
+    params["latents"].requires_grad_(False)
+    return joint_loss.stats()
+
+
 def reconstruct(
     data: Optional[Path],
     out: Path,
@@ -177,8 +199,13 @@ def reconstruct(
         if iterations is not None:
             cfg.iterations = iterations
         data = Path(data) if data is not None else Path(meta["data"])
-        if language is None and isinstance(meta.get("language_config"), dict):
-            language = LanguageConfig(**meta["language_config"])
+        recorded = meta.get("language_config")
+        if isinstance(recorded, dict):
+            if language is None:
+                language = LanguageConfig(**recorded)
+            else:
+                # The schedule shapes the checkpoint (latents, their optimizer): always continue the recorded one.
+                language = dataclasses.replace(language, **{k: recorded[k] for k in _JOINT_FIELDS if k in recorded})
         prior_wall = float(meta.get("wall_time_s") or 0.0)
     else:
         if data is None:
@@ -186,6 +213,10 @@ def reconstruct(
         cfg = cfg or TrainConfig()
         if iterations is not None:
             cfg.iterations = iterations
+        if language is not None and language.schedule == "joint":
+            # The Trainer's Adam group for latents takes its LR from the run config; recording it there
+            # keeps config.json truthful and makes --resume rebuild the same optimizer.
+            cfg = dataclasses.replace(cfg, lr=dataclasses.replace(cfg.lr, latents=language.lr))
         prior_wall = 0.0
     data = Path(data).resolve()
 
@@ -210,17 +241,29 @@ def reconstruct(
     # Written first so --resume knows the dataset even if training is interrupted.
     atomic_write_json(workdir / CONFIG_FILE, {**meta, "finished": False})
 
-    # Features and codec come before geometry so that missing weights fail fast (cached on resume).
-    lang_targets = (prepare_language(language, capture, train_views, workdir, seed=cfg.seed, progress=progress)
+    # Features and codec come before geometry: missing weights fail fast, and the joint schedule needs the
+    # targets from step 0 (features are cached and the codec reused on resume, so targets are identical).
+    lang_targets = (prepare_language(language, capture, train_views, workdir, seed=cfg.seed, progress=progress,
+                                     reuse_codec=resume)
                     if language is not None else None)
+    joint = lang_targets is not None and language is not None and language.schedule == "joint"
 
     if ckpt_state is not None:
         params = torch.nn.ParameterDict(
             {k: torch.nn.Parameter(v.to(device)) for k, v in ckpt_state["params"].items()}
         )
+        if joint != ("latents" in params):
+            raise LangfieldError(f"{out}: the checkpoint was trained {'with' if 'latents' in params else 'without'} "
+                                 "the joint language schedule; resume with the same --language-schedule")
     else:
         params = initial_gaussians(capture, train_views, cfg, device)
-    trainer = Trainer(cfg, train_views, params, scene_scale=float(capture.scene_scale), use_depth=use_depth)
+        if joint:
+            assert lang_targets is not None
+            add_zero_latents(params, lang_targets)
+    joint_loss = (JointLatentLoss(lang_targets, language.joint_weight, device)
+                  if joint and lang_targets is not None and language is not None else None)
+    trainer = Trainer(cfg, train_views, params, scene_scale=float(capture.scene_scale), use_depth=use_depth,
+                      extra_loss=joint_loss)
     if ckpt_state is not None:
         trainer.load_state_dict(ckpt_state)
         del ckpt_state
@@ -245,9 +288,8 @@ def reconstruct(
     params = trainer.params
     if lang_targets is not None:
         assert language is not None
-        stats = train_latents(params, train_views, lang_targets, language, backend=cfg.backend, seed=cfg.seed,
-                              progress=progress)
-        meta[LANGUAGE_KEY] = {**lang_targets.meta, **stats}
+        meta[LANGUAGE_KEY] = {**lang_targets.meta, **_finish_latents(params, train_views, lang_targets, language,
+                                                                       joint_loss, cfg, progress)}
 
     wall = prior_wall + time.time() - t0
     meta.update(

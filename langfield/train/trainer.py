@@ -24,7 +24,7 @@ from langfield.train.checkpoint import capture_rng_states, restore_rng_states, s
 from langfield.train.config import TrainConfig, config_to_dict
 from langfield.train.losses import masked_depth_l1, photometric_loss
 from langfield.train.view_render import background_color, render_params
-from langfield.types import View
+from langfield.types import RenderOutput, View
 
 # Adam epsilon as in gsplat: the default 1e-8 is large relative to tiny SH/position gradients.
 ADAM_EPS = 1e-15
@@ -87,6 +87,9 @@ class Trainer:
     """Add the masked depth L1 loss (views carry depth)."""
     step: int = 0
     """Number of completed steps."""
+    extra_loss: Optional[Callable[[View, RenderOutput], torch.Tensor]] = None
+    """Optional term added to each step's loss from (view, render); when set and ``params`` has ``latents`` they
+    are rendered as ``features`` in the same pass as RGB (the joint language schedule)."""
     optimizers: dict[str, torch.optim.Adam] = field(init=False)
     strategy: Any = field(init=False)
     strategy_state: dict[str, Any] = field(init=False)
@@ -97,7 +100,8 @@ class Trainer:
         if not self.views:
             raise ValueError("no training views")
         self.optimizers = make_optimizers(self.params, self.cfg, self.scene_scale)
-        self.strategy = self.cfg.resolved_strategy()
+        # The default Gaussian budget follows the largest training image.
+        self.strategy = self.cfg.resolved_strategy(max(int(v.width) * int(v.height) for v in self.views))
         self.strategy.check_sanity(self.params, self.optimizers)
         self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
         # View order and random backgrounds come from this generator only, so
@@ -123,9 +127,10 @@ class Trainer:
             group["lr"] = cfg.means_lr(step) * self.scene_scale
 
         depth_on = self.use_depth and view.depth is not None and cfg.depth_lambda > 0
+        features = self.params["latents"] if self.extra_loss is not None and "latents" in self.params else None
         out = render_params(
             self.params, view, sh_degree=cfg.active_sh_degree(step), background=bg,
-            backend=cfg.backend, render_depth=depth_on,
+            backend=cfg.backend, render_depth=depth_on, features=features,
         )
         info = {
             "means2d": out.means2d,
@@ -140,6 +145,8 @@ class Trainer:
         loss = photometric_loss(pred, target, cfg.ssim_lambda)
         if depth_on and out.depth is not None:
             loss = loss + cfg.depth_lambda * masked_depth_l1(out.depth[0], view.depth)
+        if self.extra_loss is not None:
+            loss = loss + self.extra_loss(view, out)
         loss.backward()
         for opt in self.optimizers.values():
             opt.step()

@@ -31,8 +31,12 @@ def render_params(
     background: torch.Tensor,
     backend: str = "auto",
     render_depth: bool = True,
+    features: Optional[torch.Tensor] = None,
 ) -> RenderOutput:
-    """Render one view of the Gaussians (differentiable when called with grad enabled)."""
+    """Render one view of the Gaussians (differentiable when called with grad enabled).
+
+    ``features`` [N, C] (e.g. the latents) are composited in the same pass into ``out.features``.
+    """
     from langfield.render import render
 
     g = activate(params)
@@ -49,5 +53,6 @@ def render_params(
         sh_degree=sh_degree,
         backgrounds=background[None],
         render_depth=render_depth,
+        features=features,
         backend=backend,
     )
