@@ -57,7 +57,7 @@ def load_language_scene(root: Path, device: str = "cpu") -> LanguageScene:
     from langfield.codec import load_codec
     from langfield.query import TextEmbeddingCache
     from langfield.scene import load_scene
-    from langfield.train.language import language_meta_of
+    from langfield.scene import language_meta_of
 
     scene = load_scene(root, device=device)
     meta = language_meta_of(scene.config)

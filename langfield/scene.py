@@ -34,6 +34,8 @@ CAMERAS_FILE = "cameras.json"
 CHECKPOINT_DIR = "checkpoints"
 EVAL_DIR = "eval"
 SCENE_FORMAT_VERSION = 1
+LANGUAGE_KEY = "language"
+"""config.json section of a scene with a language field (written by the training side)."""
 
 
 
@@ -305,3 +307,13 @@ def latest_checkpoint(root: Path) -> Optional[Path]:
     d = Path(root) / CHECKPOINT_DIR
     ckpts = sorted(d.glob("ckpt_*.pt")) if d.is_dir() else []
     return ckpts[-1] if ckpts else None
+
+
+def language_meta_of(config: Any) -> Optional[dict[str, Any]]:
+    """The language section of a scene's config.json, or None when the scene has none.
+
+    Lives here, not in ``train/``, so that readers of scenes (query commands,
+    the viewer) never import training code.
+    """
+    section = config.get(LANGUAGE_KEY) if isinstance(config, dict) else None
+    return section if isinstance(section, dict) and section.get("num_levels") else None

@@ -37,6 +37,8 @@ def main() -> int:
     ap.add_argument("--max-gaussians", type=int, default=None)
     ap.add_argument("--schedule", choices=["scaled", "3dgs"], default="scaled",
                     help="refine window: fitted to --iterations (default) or 3DGS's fixed one (500 to 15k)")
+    ap.add_argument("--coarse-levels", type=int, default=None, help="override TrainConfig.coarse_levels")
+    ap.add_argument("--coarse-fraction", type=float, default=None, help="override TrainConfig.coarse_fraction")
     ap.add_argument("--keep", type=Path, default=None, help="keep the dataset and scene in this directory")
     args = ap.parse_args()
 
@@ -46,6 +48,10 @@ def main() -> int:
         generate_scene(data, seed=args.seed, width=args.width, height=args.height, n_train=args.views, n_eval=4)
         cfg = TrainConfig(iterations=args.iterations, backend=args.backend, checkpoint_every=args.iterations)
         cfg.scale_strategy_schedule = args.schedule == "scaled"
+        if args.coarse_levels is not None:
+            cfg.coarse_levels = args.coarse_levels
+        if args.coarse_fraction is not None:
+            cfg.coarse_fraction = args.coarse_fraction
         if args.max_gaussians:
             cfg.strategy.max_gaussians = args.max_gaussians
         t0 = time.perf_counter()

@@ -66,8 +66,7 @@ class RenderCore:
 
     def __init__(self, scene_dir: Path, backend: str = "auto", device: Optional[str] = None) -> None:
         from langfield.gaussians.params import activate, sh_degree_of
-        from langfield.scene import load_scene, load_scene_config
-        from langfield.train.language import language_meta_of
+        from langfield.scene import language_meta_of, load_scene, load_scene_config
 
         self.root = Path(scene_dir)
         self.backend = backend

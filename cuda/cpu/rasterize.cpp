@@ -293,7 +293,10 @@ void bwd_chunk(const RasterArgs& a, int ch_off, int valid, bool use_valpha, cons
         std::vector<int32_t> last(max_px);
         float wrow[kMaxRow], rarow[kMaxRow], Tkrow[kMaxRow], okrow[kMaxRow], varow[kMaxRow], arow[kMaxRow],
             visrow[kMaxRow];
-#pragma omp for schedule(dynamic, 1)
+        // Static round-robin, not dynamic: which thread owns a tile decides which
+        // private buffer its gradients are summed into, so a fixed assignment
+        // makes the float sums (and a resumed run) reproducible.
+#pragma omp for schedule(static, 1)
         for (int64_t b = 0; b < n_buckets; ++b) {
             TileRect t = tile_rect(a, b);
             int tw = t.x1 - t.x0, th = t.y1 - t.y0;

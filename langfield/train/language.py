@@ -39,7 +39,6 @@ FeatureOption = Literal["auto", "labels", "sam-clip", "dense", "none"]
 Schedule = Literal["sequential", "joint"]
 FEATURES_CACHE_DIR = "features_cache"
 CODEC_DIR = "codec"
-LANGUAGE_KEY = "language"
 """Key of the language section in the scene's config.json."""
 
 
@@ -296,6 +295,7 @@ class JointLatentLoss:
         self.targets = {k: v.to(device) for k, v in targets.targets.items()}
         self.valid = {k: v.to(device) for k, v in targets.valid.items()}
         self.history: list[float] = []
+        self._pooled: dict[tuple[str, int, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __call__(self, view: View, out: RenderOutput) -> torch.Tensor:
         if out.features is None:
@@ -303,9 +303,34 @@ class JointLatentLoss:
         pred = out.features[0]
         if view.name not in self.targets:  # a view without features contributes nothing
             return pred.sum() * 0.0
-        loss = latent_loss(pred, self.targets[view.name], self.valid[view.name], self.latent_dim)
+        target, valid = self._at_size(view.name, pred.shape[0], pred.shape[1])
+        loss = latent_loss(pred, target, valid, self.latent_dim)
         self.history.append(float(loss.detach()))
         return self.weight * loss
+
+    def _at_size(self, name: str, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Targets of view ``name`` at h x w: a coarse-to-fine step renders a downscaled view.
+
+        Each coarse pixel averages the valid targets of its block (per level) and
+        is valid when at least half of the block is, so segment borders do not
+        pull latents towards the zeros of invalid pixels.
+        """
+        target, valid = self.targets[name], self.valid[name]
+        if tuple(target.shape[:2]) == (h, w):
+            return target, valid
+        key = (name, h, w)
+        if key not in self._pooled:
+            f = target.shape[0] // h
+            if f < 1 or target.shape[1] // f != w:
+                raise ValueError(f"joint latent loss: cannot fit {tuple(target.shape[:2])} targets to {h}x{w}")
+            n_levels = valid.shape[-1]
+            t = target[: h * f, : w * f].reshape(h * f, w * f, n_levels, self.latent_dim)
+            m = valid[: h * f, : w * f].to(t.dtype)
+            t = (t * m[..., None]).permute(2, 3, 0, 1)  # [L, D, H, W]
+            frac = torch.nn.functional.avg_pool2d(m.permute(2, 0, 1)[None], f)[0].permute(1, 2, 0)  # [h, w, L]
+            mean = torch.nn.functional.avg_pool2d(t, f).permute(2, 3, 0, 1) / frac.clamp_min(1e-6)[..., None]
+            self._pooled[key] = (mean.reshape(h, w, -1).contiguous(), frac >= 0.5)
+        return self._pooled[key]
 
     def stats(self, window: int = 50) -> dict[str, float]:
         """First / mean-of-last-``window`` unweighted losses of this invocation (NaN when none)."""
@@ -361,8 +386,3 @@ def train_latents(
     return {"latent_loss_first": first, "latent_loss_last": last, "latent_seconds": round(time.perf_counter() - t0, 3),
             "latent_iterations": n_steps}
 
-
-def language_meta_of(config: Mapping[str, Any]) -> Optional[dict[str, Any]]:
-    """The language section of a scene's config.json, or None when the scene has none."""
-    section = config.get(LANGUAGE_KEY)
-    return section if isinstance(section, dict) and section.get("num_levels") else None

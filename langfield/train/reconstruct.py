@@ -23,10 +23,9 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from langfield.scene import CONFIG_FILE, SceneCamera, atomic_write_json, latest_checkpoint, load_scene_config, save_scene
+from langfield.scene import CONFIG_FILE, LANGUAGE_KEY, SceneCamera, atomic_write_json, latest_checkpoint, load_scene_config, save_scene
 from langfield.train.checkpoint import load_checkpoint
 from langfield.train.language import (
-    LANGUAGE_KEY,
     JointLatentLoss,
     LanguageConfig,
     LanguageTargets,

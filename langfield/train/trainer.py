@@ -23,6 +23,7 @@ from langfield.gaussians.params import PARAM_KEYS
 from langfield.train.checkpoint import capture_rng_states, restore_rng_states, save_checkpoint
 from langfield.train.config import TrainConfig, config_to_dict
 from langfield.train.losses import masked_depth_l1, photometric_loss
+from langfield.train.resolution import ResolutionSchedule, downscale_view
 from langfield.train.view_render import background_color, render_params
 from langfield.types import RenderOutput, View
 
@@ -95,6 +96,7 @@ class Trainer:
     strategy_state: dict[str, Any] = field(init=False)
     generator: torch.Generator = field(init=False)
     _stop_requested: bool = field(init=False, default=False)
+    _coarse_views: dict[tuple[int, int], View] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.views:
@@ -107,6 +109,7 @@ class Trainer:
         # View order and random backgrounds come from this generator only, so
         # checkpointing its state reproduces the exact sequence of views.
         self.generator = torch.Generator().manual_seed(self.cfg.seed)
+        self.resolution = ResolutionSchedule(levels=self.cfg.coarse_levels, fraction=self.cfg.coarse_fraction)
 
     @property
     def device(self) -> torch.device:
@@ -118,10 +121,23 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
 
+    def view_for_step(self, idx: int, step: int) -> View:
+        """Training view ``idx`` at the resolution the coarse-to-fine schedule gives ``step``."""
+        view = self.views[idx]
+        factor = self.resolution.factor(step, self.cfg.iterations, min(int(view.width), int(view.height)))
+        if factor == 1:
+            if self._coarse_views:  # the coarse phase is over for good (factors never grow again)
+                self._coarse_views.clear()
+            return view
+        key = (idx, factor)
+        if key not in self._coarse_views:
+            self._coarse_views[key] = downscale_view(view, factor)
+        return self._coarse_views[key]
+
     def train_step(self) -> StepStats:
         cfg, step = self.cfg, self.step
         idx = int(torch.randint(len(self.views), (1,), generator=self.generator).item())
-        view = self.views[idx]
+        view = self.view_for_step(idx, step)
         bg = background_color(cfg.background, self.device, self.generator)
         for group in self.optimizers["means"].param_groups:
             group["lr"] = cfg.means_lr(step) * self.scene_scale

@@ -171,3 +171,25 @@ def test_select_and_export(core, tmp_path):
     with pytest.raises(LangfieldError, match="nothing selected"):
         selector.export(empty, tmp_path)
     assert torch.equal(selector.select("floor").mask, sel.mask)  # decoded once, same answer
+
+
+def test_viewer_never_imports_training_code(viewer_scene):
+    """ARCHITECTURE.md: the viewer talks to render/query, never to train/ (checked in a fresh process)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from langfield.viewer.core import RenderCore, RenderRequest\n"
+        "from langfield.viewer.camera import ViewerCamera\n"
+        f"root = {str(viewer_scene)!r}\n"
+        "core = RenderCore(root, backend='cpu')\n"
+        "cam = ViewerCamera.from_scene_camera(core.scene.cameras[0]).resized(48)\n"
+        "for mode in ('rgb', 'depth', 'features', 'relevancy'):\n"
+        "    core.render(cam, RenderRequest(mode=mode, query='floor'))\n"
+        "bad = sorted(m for m in sys.modules if m.startswith('langfield.train'))\n"
+        "print('IMPORTED', bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "IMPORTED []" in out.stdout, out.stdout
