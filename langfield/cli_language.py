@@ -136,7 +136,7 @@ def level_maps(ls: LanguageScene, view, texts: list[str], config, backend: str =
     lat, rgb = render_language(ls, view, backend)
     pos = ls.embed(texts)
     neg = ls.embed(list(config.negatives))
-    return level_relevancy(lat, pos, neg, config, decode=ls.codec.decode), rgb
+    return level_relevancy(lat, pos, neg, config, similarity=ls.codec.similarity), rgb
 
 
 def _slug(text: str) -> str:
@@ -420,7 +420,7 @@ def run_eval_queries(e: EvalQueries) -> dict:
             continue
         config = query_config(None, e.level, e.smoothing_kernel, view.height, view.width)
         lat, _ = render_language(ls, view, e.backend)
-        maps = level_relevancy(lat, ls.embed(texts), ls.embed(list(config.negatives)), config, decode=ls.codec.decode)
+        maps = level_relevancy(lat, ls.embed(texts), ls.embed(list(config.negatives)), config, similarity=ls.codec.similarity)
         results += evaluate_frame(view.name, maps, texts, ann, config)
         _closed_set_counts(ls, lat, view.semantics.cpu().numpy(), capture.labels, closed)
     report = aggregate(results)

@@ -89,7 +89,7 @@ def main() -> None:
             feats, _ = render_latents(ls.scene.params, view, ls.scene.params["latents"], backend=args.backend)
             h, w = feats.shape[:2]
             lat = feats.reshape(h, w, ls.num_levels, ls.latent_dim).permute(2, 0, 1, 3)
-            maps = level_relevancy(lat, embed(texts[:1]), embed(list(config.negatives)), config, ls.codec.decode)
+            maps = level_relevancy(lat, embed(texts[:1]), embed(list(config.negatives)), config, similarity=ls.codec.similarity)
             levels = choose_level(maps, config.smoothing_kernel, None)
             return relevancy_mask(gather_levels(maps, levels), config)
 

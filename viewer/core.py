@@ -208,7 +208,7 @@ class RenderCore:
         config = query_config(tuple(request.negatives) or None, request.level, None, h, w)
         lat = latents.reshape(h, w, ls.num_levels, ls.latent_dim).permute(2, 0, 1, 3).contiguous()
         maps = level_relevancy(lat, ls.embed([request.query.strip()]), ls.embed(list(config.negatives)), config,
-                               decode=ls.codec.decode)
+                               similarity=ls.codec.similarity)
         levels = choose_level(maps, config.smoothing_kernel, config.level)
         rel = gather_levels(maps, levels)[0]
         result.image = heatmap_overlay(rgb, normalize_relevancy(rel, "lerf"))

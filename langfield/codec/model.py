@@ -88,6 +88,25 @@ class LanguageCodec(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(features))
 
+    def similarity(self, latents: torch.Tensor, phrases: torch.Tensor) -> torch.Tensor:
+        """Cosine of ``decode(latents)`` [n, D] with unit vectors ``phrases`` [T, E] -> [n, T].
+
+        Equal to ``decode(latents) @ phrases.T`` without building the [n, E]
+        features: with the last layer ``y = W h + b`` (W [E, H]),
+        ``<y, t> = h . (W^T t) + b . t`` and ``|y|^2 = h^T (W^T W) h + 2 (W^T b) . h + |b|^2``,
+        so a pixel costs H (T + H) multiply-adds instead of H E (2.5x less for a
+        query at E = 1024, H = 256).
+        """
+        last = self.decoder[-1]
+        assert isinstance(last, nn.Linear)
+        h = self.decoder[:-1](latents.float())  # [n, H]
+        w, b = last.weight.float(), last.bias.float()  # [E, H], [E]
+        t = phrases.to(device=h.device, dtype=torch.float32)
+        dots = F.linear(h, t @ w, t @ b)  # [n, T]
+        gram = w.T @ w  # [H, H]
+        sq = (F.linear(h, gram) * h).sum(-1) + 2.0 * (h @ (w.T @ b)) + b.dot(b)
+        return dots / sq.clamp_min(1e-24).sqrt()[:, None]
+
     def decode_levels(self, latents: torch.Tensor) -> torch.Tensor:
         """``[..., L*D]`` stacked level latents -> ``[..., L, E]``."""
         return self.decode(split_levels(latents, self.config.latent_dim))

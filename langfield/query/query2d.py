@@ -14,7 +14,8 @@ import torch
 
 from langfield.query.levels import choose_level, gather_levels
 from langfield.query.masks import relevancy_mask
-from langfield.query.relevancy import QueryConfig, relevancy
+from langfield.query.relevancy import QueryConfig, relevancy, relevancy_from_similarities
+from langfield.types import LangfieldError
 
 
 @dataclass
@@ -37,23 +38,34 @@ def level_relevancy(
     negatives: torch.Tensor,
     config: Optional[QueryConfig] = None,
     decode: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    similarity: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
 ) -> torch.Tensor:
     """Relevancy [L, Q, H, W] of per-level maps ``features`` [L, H, W, C].
 
     Without ``decode`` C = E and features must be L2-normalised CLIP vectors;
     with it, C = D latents and ``decode`` maps [n, D] -> [n, E] (normalised here).
+    ``similarity`` (e.g. ``LanguageCodec.similarity``) replaces ``decode``: it maps
+    latents [n, D] and unit phrases [T, E] straight to cosines [n, T], which a codec
+    does without building the E-wide features.
     """
     config = config or QueryConfig()
     if features.ndim != 4:
         raise ValueError(f"expected per-level maps [L, H, W, C], got {tuple(features.shape)}")
     n_levels, h, w, c = features.shape
     q = positives.shape[0]
+    if negatives.shape[0] == 0:
+        raise LangfieldError("relevancy needs at least one negative phrase")
+    phrases = torch.cat([positives, negatives], dim=0).float()
     out = torch.empty(n_levels, q, h * w, dtype=torch.float32, device=features.device)
     with torch.no_grad():
         for lvl in range(n_levels):
             flat = features[lvl].reshape(-1, c)
             for s in range(0, flat.shape[0], config.chunk_size):
                 chunk = flat[s : s + config.chunk_size]
+                if similarity is not None:
+                    sims = similarity(chunk, phrases)
+                    out[lvl, :, s : s + chunk.shape[0]] = relevancy_from_similarities(sims, q, config.temperature)
+                    continue
                 if decode is not None:
                     chunk = torch.nn.functional.normalize(decode(chunk).float(), dim=-1)
                 out[lvl, :, s : s + chunk.shape[0]] = relevancy(

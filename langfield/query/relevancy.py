@@ -202,11 +202,16 @@ def relevancy(
     out = torch.empty(q, flat.shape[0], dtype=torch.float32, device=device)
     for start in range(0, flat.shape[0], chunk_size):
         sims = torch.nn.functional.linear(flat[start : start + chunk_size].float(), phrases)  # [p, Q+M]
-        pos, neg = sims[:, :q], sims[:, q:]
-        # min_j sigmoid(tau (pos - neg_j)) = sigmoid(tau (pos - max_j neg_j)): sigmoid is monotone.
-        margin = pos - neg.max(dim=1, keepdim=True).values
-        out[:, start : start + chunk_size] = torch.sigmoid(temperature * margin).T
+        out[:, start : start + chunk_size] = relevancy_from_similarities(sims, q, temperature)
     return out.reshape(q, *lead)
+
+
+def relevancy_from_similarities(sims: torch.Tensor, num_positives: int, temperature: float = 10.0) -> torch.Tensor:
+    """LERF relevancy [Q, n] from cosine similarities [n, Q + M] (positives first, then negatives)."""
+    pos, neg = sims[:, :num_positives], sims[:, num_positives:]
+    # min_j sigmoid(tau (pos - neg_j)) = sigmoid(tau (pos - max_j neg_j)): sigmoid is monotone.
+    margin = pos - neg.max(dim=1, keepdim=True).values
+    return torch.sigmoid(temperature * margin).T
 
 
 def text_relevancy(

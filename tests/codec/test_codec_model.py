@@ -144,3 +144,17 @@ def test_small_feature_sets_are_fitted_whole(one_thread):
     from langfield.codec import reconstruction_cosine
 
     assert float(reconstruction_cosine(codec, x).min()) > 0.9  # every label reconstructed
+
+
+def test_similarity_equals_decoded_cosines_without_building_features():
+    codec = LanguageCodec(CodecConfig(embed_dim=96, latent_dim=3, hidden=(48, 24)))
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():  # a non-trivial last-layer bias, so its terms are exercised
+        codec.decoder[-1].bias.normal_(0.0, 0.3, generator=g)
+    z = torch.randn(500, 3, generator=g)
+    phrases = F.normalize(torch.randn(7, 96, generator=g), dim=-1)
+    with torch.no_grad():
+        want = codec.decode(z) @ phrases.T
+        got = codec.similarity(z, phrases)
+    assert got.shape == (500, 7)
+    torch.testing.assert_close(got, want, atol=2e-5, rtol=0)

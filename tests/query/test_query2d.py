@@ -41,3 +41,21 @@ def test_level_relevancy_without_decoder_matches_relevancy():
     pos, neg = vocab_encoder(["a", "b"]), vocab_encoder(["object", "stuff"])
     got = level_relevancy(feats, pos, neg, QueryConfig(chunk_size=7))
     torch.testing.assert_close(got, relevancy(feats, pos, neg).permute(1, 0, 2, 3))
+
+
+def test_level_relevancy_through_codec_similarity_matches_decoding():
+    import torch.nn.functional as F
+
+    from langfield.codec import CodecConfig, LanguageCodec
+    from langfield.query import QueryConfig, level_relevancy
+
+    codec = LanguageCodec(CodecConfig(embed_dim=64, latent_dim=3, hidden=(32, 16)))
+    g = torch.Generator().manual_seed(1)
+    lat = torch.randn(2, 9, 11, 3, generator=g)
+    pos = F.normalize(torch.randn(3, 64, generator=g), dim=-1)
+    neg = F.normalize(torch.randn(4, 64, generator=g), dim=-1)
+    cfg = QueryConfig(chunk_size=37)  # several chunks per level
+    a = level_relevancy(lat, pos, neg, cfg, decode=codec.decode)
+    b = level_relevancy(lat, pos, neg, cfg, similarity=codec.similarity)
+    assert b.shape == (2, 3, 9, 11)
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
