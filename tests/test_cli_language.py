@@ -188,3 +188,16 @@ def test_weights_verify_flags_a_corrupt_checkpoint(tmp_path, monkeypatch, capsys
     out = capsys.readouterr().out
     assert "SHA256 MISMATCH" in out and "--sam vit_b  [present]" in out
     assert main(["weights"]) == 0  # listing alone reads no file contents
+
+
+def test_bad_language_option_leaves_no_half_made_scene(synthetic_dataset, lang_scene, tmp_path, capsys):
+    out = tmp_path / "new"
+    assert main(["reconstruct", str(synthetic_dataset), "--out", str(out), "--iterations", "3",
+                 "--features", "labels", "--clip", "NoSuchModel-42", "--quiet"]) == 2
+    assert "unknown CLIP model 'NoSuchModel-42'" in capsys.readouterr().err
+    assert not out.exists()  # a corrected rerun must not be refused as "already exists"
+    before = sorted(p.relative_to(lang_scene) for p in lang_scene.rglob("*"))
+    assert main(["reconstruct", str(synthetic_dataset), "--out", str(lang_scene), "--overwrite", "--iterations", "3",
+                 "--features", "labels", "--clip", "NoSuchModel-42", "--quiet"]) == 2
+    assert sorted(p.relative_to(lang_scene) for p in lang_scene.rglob("*")) == before  # old scene kept
+    assert not (lang_scene.parent / f".{lang_scene.name}.partial").exists()

@@ -139,6 +139,18 @@ def _prepare_out(out: Path, *, resume: bool, overwrite: bool) -> tuple[Path, Opt
     return out, None
 
 
+def _discard_new_output(workdir: Path, *, created: bool) -> None:
+    """Remove what a failed fresh run wrote: the whole directory when this run created it, else its contents."""
+    if created:
+        shutil.rmtree(workdir, ignore_errors=True)
+        return
+    for child in workdir.iterdir():
+        if child.is_dir():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
 def _swap_in(staging: Path, out: Path) -> None:
     """Replace ``out`` by ``staging`` with two renames (the old scene exists until the new one is in place)."""
     old = out.parent / f".{out.name}.old"
@@ -188,6 +200,7 @@ def reconstruct(
     """
     out = Path(out)
     t0 = time.time()
+    out_existed = out.exists()
     workdir, staging = _prepare_out(out, resume=resume, overwrite=overwrite)
     ckpt_state = None
     if resume:
@@ -242,9 +255,14 @@ def reconstruct(
 
     # Features and codec come before geometry: missing weights fail fast, and the joint schedule needs the
     # targets from step 0 (features are cached and the codec reused on resume, so targets are identical).
-    lang_targets = (prepare_language(language, capture, train_views, workdir, seed=cfg.seed, progress=progress,
-                                     reuse_codec=resume)
-                    if language is not None else None)
+    try:
+        lang_targets = (prepare_language(language, capture, train_views, workdir, seed=cfg.seed, progress=progress,
+                                         reuse_codec=resume)
+                        if language is not None else None)
+    except LangfieldError:
+        if not resume:  # nothing trained yet: leave no half-made scene that a rerun would refuse to overwrite
+            _discard_new_output(workdir, created=not out_existed or staging is not None)
+        raise
     joint = lang_targets is not None and language is not None and language.schedule == "joint"
 
     if ckpt_state is not None:
