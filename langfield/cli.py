@@ -227,8 +227,12 @@ class Demo:
     """Random seed (scene generation and training)."""
     quiet: bool = False
     """No progress bar."""
+    language: bool = True
+    """Give the scene a language field (its label masks lifted with the offline test-tiny CLIP, trained
+    jointly with the geometry) and answer two sample queries into OUT/queries; --no-language skips it."""
 
     def run(self) -> int:
+        from langfield.cli_language import DEMO_QUERIES, Query, run_query
         from langfield.synthetic import generate_scene
         from langfield.train.reconstruct import reconstruct
 
@@ -239,10 +243,22 @@ class Demo:
         cfg = _train_config(iterations=self.iterations, backend=self.backend, seed=self.seed,
                             checkpoint_every=max(500, self.iterations // 4))
         cfg.strategy.max_gaussians = self.max_gaussians
-        result = reconstruct(data, self.out / "scene", cfg, overwrite=self.overwrite, progress=not self.quiet)
+        # test-tiny needs no download; only exact label names are meaningful with it (it says so).
+        language = (_language_config("labels", "test-tiny", None, 2000, 3, schedule="joint", joint_weight=1.0)
+                    if self.language else None)
+        result = reconstruct(data, self.out / "scene", cfg, language=language, overwrite=self.overwrite,
+                             progress=not self.quiet)
         assert result is not None
         _print_summary(result)
-        print(f"next: langfield render {result.scene_dir} --out {self.out / 'renders'} --orbit 36")
+        scene = result.scene_dir
+        print(f"next: langfield render {scene} --out {self.out / 'renders'} --orbit 36")
+        if self.language:
+            queries = self.out / "queries"
+            run_query(Query(scene=scene, texts=DEMO_QUERIES, out=queries, backend=self.backend))
+            print(f"queries:       {queries / 'manifest.json'} (overlays in {queries / 'overlay'})")
+            print(f'next: langfield query {scene} "lamp shade" --out {self.out / "lamp"}   '
+                  f"(label names: {data / 'labels.json'})")
+            print(f"      langfield eval-queries {scene}      langfield view {scene}")
         return 0
 
 

@@ -23,6 +23,8 @@ Backend = Literal["auto", "torch", "cpu", "cuda"]
 SceneArg = Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="SCENE")]
 TextsArg = Annotated[tuple[str, ...], tyro.conf.Positional, tyro.conf.arg(metavar="TEXT")]
 TEXT_CACHE_DIR = "text_cache"
+DEMO_QUERIES = ("table", "chair leg")
+"""What ``langfield demo`` asks its scene (label names of the synthetic room: test-tiny knows only those)."""
 # LangSplat smooths with a 30 px box at ~730 px image height; smaller renders scale it down.
 _REFERENCE_SHORT_SIDE = 730
 

@@ -201,3 +201,17 @@ def test_bad_language_option_leaves_no_half_made_scene(synthetic_dataset, lang_s
                  "--features", "labels", "--clip", "NoSuchModel-42", "--quiet"]) == 2
     assert sorted(p.relative_to(lang_scene) for p in lang_scene.rglob("*")) == before  # old scene kept
     assert not (lang_scene.parent / f".{lang_scene.name}.partial").exists()
+
+
+def test_demo_builds_a_queryable_scene_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--iterations", "60", "--width", "64", "--height", "48",
+                 "--backend", "cpu", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "queries:" in printed and "langfield view" in printed
+    lang = json.loads((out / "scene" / "config.json").read_text())["language"]
+    assert lang["method"] == "labels" and lang["clip"] == TINY and lang["schedule"] == "joint"
+    manifest = json.loads((out / "queries" / "manifest.json").read_text())
+    assert {e["query"] for e in manifest["entries"]} == {"table", "chair leg"}
+    for e in manifest["entries"]:
+        assert (out / "queries" / e["overlay"]).is_file() and (out / "queries" / e["relevancy"]).is_file()
