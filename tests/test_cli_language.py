@@ -215,3 +215,18 @@ def test_demo_builds_a_queryable_scene_end_to_end(tmp_path, capsys):
     assert {e["query"] for e in manifest["entries"]} == {"table", "chair leg"}
     for e in manifest["entries"]:
         assert (out / "queries" / e["overlay"]).is_file() and (out / "queries" / e["relevancy"]).is_file()
+
+
+def test_default_language_stage_is_skipped_with_one_warning_without_weights(synthetic_dataset, tmp_path, monkeypatch,
+                                                                             caplog, capsys):
+    from langfield.features import weights as W
+
+    monkeypatch.setenv(W.WEIGHTS_ENV, str(tmp_path / "no-weights"))
+    monkeypatch.delenv(W.CLIP_ENV, raising=False)
+    out = tmp_path / "scene"
+    assert main(["reconstruct", str(synthetic_dataset), "--out", str(out), "--iterations", "3", "--backend", "cpu",
+                 "--checkpoint-every", "0", "--quiet"]) == 0
+    assert caplog.text.count("language stage skipped") == 1 and "not found: download" in caplog.text
+    assert "language stage skipped" not in capsys.readouterr().out
+    assert "language" not in json.loads((out / "config.json").read_text())
+    assert not (out / "features_cache").exists()

@@ -159,8 +159,8 @@ def prepare_language(
             raise
         _remove_empty_tree(scene_dir / FEATURES_CACHE_DIR)
         msg = " ".join(str(e).split())
+        # One logged warning (stderr): printing it as well showed the same long line twice.
         log.warning("language stage skipped (%s); pass --features none to silence, or --clip test-tiny for an offline demo", msg)
-        print(f"warning: language stage skipped: {msg}")
         return None
     t_features = time.perf_counter() - t0
 
