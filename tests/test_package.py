@@ -5,13 +5,15 @@ import subprocess
 import sys
 
 
-def _policy_after_import(env: dict) -> str:
-    code = "import langfield, os; print(os.environ.get('OMP_WAIT_POLICY'))"
+def _env_after_import(env: dict) -> tuple[str, str]:
+    code = "import langfield, os; print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'))"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    return out.stdout.strip()
+    spin, policy = out.stdout.split()
+    return spin, policy
 
 
-def test_import_sets_passive_openmp_wait_unless_user_set_it():
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    assert _policy_after_import(env) == "PASSIVE"
-    assert _policy_after_import({**env, "OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE"
+def test_import_bounds_openmp_spinning_unless_user_chose():
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    assert _env_after_import(env) == ("10000", "None")
+    assert _env_after_import({**env, "GOMP_SPINCOUNT": "500"}) == ("500", "None")
+    assert _env_after_import({**env, "OMP_WAIT_POLICY": "PASSIVE"}) == ("None", "PASSIVE")
