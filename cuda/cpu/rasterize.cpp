@@ -80,6 +80,26 @@ inline bool row_span(const Footprint& f, float dy, int ulo, int uhi, int* lo, in
 
 constexpr int kMaxRow = 64;  // tile_size <= 64 (checked in Python)
 
+// The lanes of pixel row v that one Gaussian's pass visits (forward and
+// backward alike): its row span [rlo, rhi]; the lanes processed are the whole
+// tile row when TS > 0 (masked, vectorised), else just the span; p0 indexes
+// the first lane in the tile's pixel state.  False when the row is skipped.
+struct RowLanes {
+    float dy;
+    int rlo, rhi, ubase, n, p0;
+};
+
+template <int TS>
+inline bool row_lanes(const Footprint& f, const TileRect& t, int ts, int v, int ulo, int uhi, RowLanes* L) {
+    L->dy = ((float)v + 0.5f) - f.my;
+    if (fabsf(L->dy) > f.r) return false;
+    if (!row_span(f, L->dy, ulo, uhi, &L->rlo, &L->rhi)) return false;
+    L->ubase = TS ? t.x0 : L->rlo;
+    L->n = TS ? TS : L->rhi - L->rlo + 1;
+    L->p0 = (v - t.y0) * ts + (L->ubase - t.x0);
+    return true;
+}
+
 // Alpha of one Gaussian at lanes u = ubase + k (k < n) of a row, 0 where the
 // definition skips the pixel (outside [rlo, rhi] or the box, sigma < 0,
 // alpha < 1/255).  Written as float selects so it vectorises.
@@ -212,13 +232,10 @@ void fwd_chunk(const RasterArgs& a, int ch_off, int valid, float* out, float* T_
                 for (int c = 0; c < CH; ++c) col[c] = c < valid ? cp[c] : 0.f;
                 const int32_t next = (int32_t)(i + 1);
                 for (int v = vlo; v <= vhi; ++v) {
-                    const float dy = ((float)v + 0.5f) - my;
-                    if (fabsf(dy) > r) continue;
-                    int rlo, rhi;
-                    if (!row_span(f, dy, ulo, uhi, &rlo, &rhi)) continue;
-                    const int ubase = TS ? t.x0 : rlo;
-                    const int n = TS ? TS : rhi - rlo + 1;
-                    const int p0 = (v - t.y0) * ts + (ubase - t.x0);
+                    RowLanes L;
+                    if (!row_lanes<TS>(f, t, ts, v, ulo, uhi, &L)) continue;
+                    const float dy = L.dy;
+                    const int rlo = L.rlo, rhi = L.rhi, ubase = L.ubase, n = L.n, p0 = L.p0;
                     float* Tr = T.data() + p0;
                     int32_t* dr = done.data() + p0;
                     int32_t* lr = last.data() + p0;
@@ -342,13 +359,10 @@ void bwd_chunk(const RasterArgs& a, int ch_off, int valid, bool use_valpha, cons
                 float gm0 = 0.f, gm1 = 0.f, gc0 = 0.f, gc1 = 0.f, gc2 = 0.f, go = 0.f;
                 int nany = 0;
                 for (int v = vlo; v <= vhi; ++v) {
-                    const float dy = ((float)v + 0.5f) - my;
-                    if (fabsf(dy) > r) continue;
-                    int rlo, rhi;
-                    if (!row_span(f, dy, ulo, uhi, &rlo, &rhi)) continue;
-                    const int ubase = TS ? t.x0 : rlo;
-                    const int n = TS ? TS : rhi - rlo + 1;
-                    const int p0 = (v - t.y0) * ts + (ubase - t.x0);
+                    RowLanes L;
+                    if (!row_lanes<TS>(f, t, ts, v, ulo, uhi, &L)) continue;
+                    const float dy = L.dy;
+                    const int rlo = L.rlo, rhi = L.rhi, ubase = L.ubase, n = L.n, p0 = L.p0;
                     float* Tr = T.data() + p0;
                     const int32_t* lr = last.data() + p0;
                     const float* Tfr = Tf.data() + p0;
