@@ -38,47 +38,106 @@ inline TileRect tile_rect(const RasterArgs& a, int64_t b) {
     return r;
 }
 
-// Pixel index range [lo, hi] of a box [m - r, m + r] clipped to [p0, p1);
-// one pixel of slack each side, the exact test is done per pixel.
-inline void box_range(float m, float r, int p0, int p1, int* lo, int* hi) {
-    float l = lf::maxf((float)p0, floorf(m - r - 0.5f));
-    float h = lf::minf((float)(p1 - 1), ceilf(m + r - 0.5f));
-    *lo = (int)l;
-    *hi = (int)h;
-}
-
 // Pixels of one row worth evaluating: alpha >= 1/255 needs
 // sigma <= log(255 o), an ellipse; solving the quadratic in dx per row skips
 // most of the square box (the exact per-pixel tests still decide).
 struct Footprint {
     float mx, my, r, A, B, C, o;
-    float smax;  // sigma bound with a small margin for float rounding
+    float smax;   // sigma bound with a small margin for float rounding
+    float inv_a;  // 1 / A
 };
 
-inline bool make_footprint(const RasterArgs& a, int32_t g, Footprint* f) {
-    f->r = (float)a.radii[g];
-    f->o = a.opacities[g];
-    if (f->r <= 0.f || !(f->o >= lf::ALPHA_MIN)) return false;  // never reaches alpha >= 1/255
-    f->mx = a.means2d[2 * g]; f->my = a.means2d[2 * g + 1];
-    f->A = a.conics[3 * g]; f->B = a.conics[3 * g + 1]; f->C = a.conics[3 * g + 2];
-    f->smax = logf(255.f * f->o) * 1.001f + 1e-3f;
-    return f->A > 0.f;
+// One Gaussian's compositing data, built once per call rather than once per
+// (tile, Gaussian) pair: the sorted loops then read one 64-byte record per
+// pair instead of five scattered arrays, and the log and the bounding box of
+// the alpha >= 1/255 ellipse are computed N times instead of M times.
+struct alignas(64) Splat {
+    Footprint f;
+    // Inclusive pixel index box that can reach alpha >= 1/255: the radius box
+    // |dx|, |dy| <= r of the definition cut down to the ellipse's bounding box,
+    // one pixel of slack each side (the exact tests are done per pixel).
+    // Empty (u0 > u1) for a Gaussian that is never drawn.
+    int u0, u1, v0, v1;
+};
+
+inline void make_splat(const RasterArgs& a, int64_t g, Splat* s) {
+    Footprint& f = s->f;
+    s->u0 = s->v0 = 1;
+    s->u1 = s->v1 = 0;
+    f.r = (float)a.radii[g];
+    f.o = a.opacities[g];
+    if (f.r <= 0.f || !(f.o >= lf::ALPHA_MIN)) return;  // never reaches alpha >= 1/255
+    f.mx = a.means2d[2 * g]; f.my = a.means2d[2 * g + 1];
+    f.A = a.conics[3 * g]; f.B = a.conics[3 * g + 1]; f.C = a.conics[3 * g + 2];
+    if (!(f.A > 0.f) || !std::isfinite(f.mx) || !std::isfinite(f.my)) return;
+    f.smax = logf(255.f * f.o) * 1.001f + 1e-3f;
+    f.inv_a = 1.f / f.A;
+    // sigma = d^T Q d / 2 <= smax spans |dx| <= sqrt(2 smax (Q^-1)_xx), likewise dy.
+    const float det = f.A * f.C - f.B * f.B;
+    float ex = f.r, ey = f.r;
+    if (det > 0.f) {
+        ex = lf::minf(ex, sqrtf(2.f * f.smax * f.C / det) * 1.0001f + 0.01f);
+        ey = lf::minf(ey, sqrtf(2.f * f.smax * f.A / det) * 1.0001f + 0.01f);
+    }
+    // Clamped to just outside the image so the int conversion is safe.
+    const float W = (float)a.width, H = (float)a.height;
+    s->u0 = (int)lf::maxf(-1.f, lf::minf(W, floorf(f.mx - ex - 0.5f)));
+    s->u1 = (int)lf::maxf(-1.f, lf::minf(W, ceilf(f.mx + ex - 0.5f)));
+    s->v0 = (int)lf::maxf(-1.f, lf::minf(H, floorf(f.my - ey - 0.5f)));
+    s->v1 = (int)lf::maxf(-1.f, lf::minf(H, ceilf(f.my + ey - 0.5f)));
 }
 
-inline bool row_span(const Footprint& f, float dy, int ulo, int uhi, int* lo, int* hi) {
-    const float bd = f.B * dy;
-    const float disc = bd * bd - 2.f * f.A * (0.5f * f.C * dy * dy - f.smax);
-    if (!(disc >= 0.f)) return false;
-    const float sq = sqrtf(disc), inv = 1.f / f.A;
-    // dx = u + 0.5 - mx in [(-bd - sq) / A, (-bd + sq) / A]; one pixel of slack.
-    const float l = floorf(f.mx - 0.5f + (-bd - sq) * inv) - 1.f;
-    const float h = ceilf(f.mx - 0.5f + (-bd + sq) * inv) + 1.f;
-    *lo = (int)lf::maxf((float)ulo, lf::minf(l, (float)uhi + 1.f));
-    *hi = (int)lf::minf((float)uhi, lf::maxf(h, (float)ulo - 1.f));
-    return *lo <= *hi;
+// Per-call buffer of splats, one per thread that calls in (no reallocation
+// between calls of the same size).
+inline const Splat* build_splats(const RasterArgs& a) {
+    static thread_local std::vector<Splat> buf;
+    const int64_t CN = (int64_t)a.C * a.N;
+    if ((int64_t)buf.size() < CN) buf.resize(CN);
+    Splat* s = buf.data();
+#pragma omp parallel for schedule(static)
+    for (int64_t g = 0; g < CN; ++g) make_splat(a, g, s + g);
+    return s;
+}
+
+// Pixel box of splat s inside tile t; false when they do not meet.
+inline bool splat_box(const Splat& s, const TileRect& t, int* ulo, int* uhi, int* vlo, int* vhi) {
+    *ulo = std::max(s.u0, t.x0); *uhi = std::min(s.u1, t.x1 - 1);
+    *vlo = std::max(s.v0, t.y0); *vhi = std::min(s.v1, t.y1 - 1);
+    return *ulo <= *uhi && *vlo <= *vhi;
+}
+
+// Fetch the records of the pair kPrefetch ahead while this one is composited:
+// the sorted order visits Gaussians at random places in memory.
+constexpr int64_t kPrefetch = 8;
+inline void prefetch_pair(const RasterArgs& a, const Splat* splats, int64_t j, int ch_off) {
+    const int64_t g = a.flatten_ids[j];
+    __builtin_prefetch(splats + g);
+    __builtin_prefetch(a.colors + g * a.ch_total + ch_off);
 }
 
 constexpr int kMaxRow = 64;  // tile_size <= 64 (checked in Python)
+
+// Row spans [los[k], his[k]] (his < los: row skipped) of rows v = vlo + k,
+// k < nrows, clipped to [ulo, uhi].  Per row, dx = u + 0.5 - mx lies in
+// [(-B dy - sq) / A, (-B dy + sq) / A] with one pixel of slack.  All rows are
+// solved in one vector loop: row by row, each square root ended a dependency
+// chain and the scalar span maths was a fifth of the forward.
+inline void row_spans(const Footprint& f, int vlo, int nrows, int ulo, int uhi, int* los, int* his) {
+#pragma omp simd
+    for (int k = 0; k < nrows; ++k) {
+        const float dy = ((float)(vlo + k) + 0.5f) - f.my;
+        const float bd = f.B * dy;
+        const float disc = bd * bd - 2.f * f.A * (0.5f * f.C * dy * dy - f.smax);
+        const float sq = sqrtf(disc >= 0.f ? disc : 0.f);
+        const float l = floorf(f.mx - 0.5f + (-bd - sq) * f.inv_a) - 1.f;
+        const float h = ceilf(f.mx - 0.5f + (-bd + sq) * f.inv_a) + 1.f;
+        const int lo = (int)lf::maxf((float)ulo, lf::minf(l, (float)uhi + 1.f));
+        const int hi = (int)lf::minf((float)uhi, lf::maxf(h, (float)ulo - 1.f));
+        const bool ok = disc >= 0.f && fabsf(dy) <= f.r;  // NaN disc: skipped
+        los[k] = lo;
+        his[k] = ok ? hi : lo - 1;
+    }
+}
 
 // The lanes of pixel row v that one Gaussian's pass visits (forward and
 // backward alike): its row span [rlo, rhi]; the lanes processed are the whole
@@ -90,12 +149,13 @@ struct RowLanes {
 };
 
 template <int TS>
-inline bool row_lanes(const Footprint& f, const TileRect& t, int ts, int v, int ulo, int uhi, RowLanes* L) {
+inline bool row_lanes(const Footprint& f, const TileRect& t, int ts, int v, int rlo, int rhi, RowLanes* L) {
+    if (rlo > rhi) return false;
     L->dy = ((float)v + 0.5f) - f.my;
-    if (fabsf(L->dy) > f.r) return false;
-    if (!row_span(f, L->dy, ulo, uhi, &L->rlo, &L->rhi)) return false;
-    L->ubase = TS ? t.x0 : L->rlo;
-    L->n = TS ? TS : L->rhi - L->rlo + 1;
+    L->rlo = rlo;
+    L->rhi = rhi;
+    L->ubase = TS ? t.x0 : rlo;
+    L->n = TS ? TS : rhi - rlo + 1;
     L->p0 = (v - t.y0) * ts + (L->ubase - t.x0);
     return true;
 }
@@ -127,9 +187,11 @@ inline void alpha_row(int n, int ubase, int rlo, int rhi, const Footprint& f, fl
 // TS == 0: any tile size, loops over the row span only.
 // GCC/Clang vector extensions (portable across x86 and ARM): the state
 // updates below have data-dependent selects that the auto-vectoriser leaves
-// scalar.  n must be a multiple of 4.
-typedef float v4f __attribute__((vector_size(16)));
-typedef int32_t v4i __attribute__((vector_size(16)));
+// scalar.  8 lanes (one AVX register; two SSE/NEON ones elsewhere), so n
+// must be a multiple of 8.
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+constexpr int kVec = 8;
 
 template <typename V, typename T>
 inline V vload(const T* p) {
@@ -143,60 +205,65 @@ inline void vstore(T* p, const V& v) {
     std::memcpy(p, &v, sizeof(V));
 }
 
-inline v4f vselect(v4i m, v4f a, v4f b) { return (v4f)(((v4i)a & m) | ((v4i)b & ~m)); }
+inline v8f vselect(v8i m, v8f a, v8f b) { return (v8f)(((v8i)a & m) | ((v8i)b & ~m)); }
+
+inline int lane_sum(v8i v) {
+    int s = 0;
+    for (int k = 0; k < kVec; ++k) s += v[k];
+    return s;
+}
 
 // Forward state update of a row (see the scalar branch in fwd_chunk).
-inline int update_front4(int n, const float* arow, float* Tr, int32_t* dr, int32_t* lr, float* wrow,
+inline int update_front8(int n, const float* arow, float* Tr, int32_t* dr, int32_t* lr, float* wrow,
                          int32_t next) {
-    v4i nstop = {0, 0, 0, 0};
-    const v4f zero = {0.f, 0.f, 0.f, 0.f}, one = {1.f, 1.f, 1.f, 1.f};
-    const v4f tmin = {lf::T_MIN, lf::T_MIN, lf::T_MIN, lf::T_MIN};
-    const v4i vnext = {next, next, next, next}, ione = {1, 1, 1, 1};
-    for (int k = 0; k < n; k += 4) {
-        const v4i d = vload<v4i>(dr + k);
-        const v4f al = vload<v4f>(arow + k);
-        const v4f T = vload<v4f>(Tr + k);
-        const v4i l = vload<v4i>(lr + k);
-        const v4i pos = (al > zero) & (d == 0);
-        const v4f Tn = T * (one - al);
-        const v4i small = Tn < tmin;
-        const v4i stop = pos & small, add = pos & ~small;
+    v8i nstop = {};
+    const v8f zero = {}, one = zero + 1.f, tmin = zero + lf::T_MIN;
+    const v8i vnext = v8i{} + next, ione = v8i{} + 1;
+    for (int k = 0; k < n; k += kVec) {
+        const v8i d = vload<v8i>(dr + k);
+        const v8f al = vload<v8f>(arow + k);
+        const v8f T = vload<v8f>(Tr + k);
+        const v8i l = vload<v8i>(lr + k);
+        const v8i pos = (al > zero) & (d == 0);
+        const v8f Tn = T * (one - al);
+        const v8i small = Tn < tmin;
+        const v8i stop = pos & small, add = pos & ~small;
         nstop -= stop;  // masks are -1
         vstore(dr + k, d | (stop & ione));
         vstore(wrow + k, vselect(add, al * T, zero));
         vstore(Tr + k, vselect(add, Tn, T));
         vstore(lr + k, (vnext & add) | (l & ~add));
     }
-    return nstop[0] + nstop[1] + nstop[2] + nstop[3];
+    return lane_sum(nstop);
 }
 
 // Backward state update of a row (see the scalar branch in bwd_chunk).
-inline int update_back4(int n, const float* arow, int32_t i32, const int32_t* lr, float* Tr, const float* Tfr,
+inline int update_back8(int n, const float* arow, int32_t i32, const int32_t* lr, float* Tr, const float* Tfr,
                         const float* var, float* okrow, float* rarow, float* Tkrow, float* wrow, float* varow) {
-    v4i nok = {0, 0, 0, 0};
-    const v4f zero = {0.f, 0.f, 0.f, 0.f}, one = {1.f, 1.f, 1.f, 1.f};
-    const v4i vi = {i32, i32, i32, i32};
-    for (int k = 0; k < n; k += 4) {
-        const v4i live = vload<v4i>(lr + k) > vi;
-        const v4f al = vselect(live, vload<v4f>(arow + k), zero);
-        const v4i ok = al > zero;
-        const v4f okf = vselect(ok, one, zero);
-        const v4f ra = one / (one - al);
-        const v4f T = vload<v4f>(Tr + k);
-        const v4f Tk = T * ra;
+    v8i nok = {};
+    const v8f zero = {}, one = zero + 1.f;
+    const v8i vi = v8i{} + i32;
+    for (int k = 0; k < n; k += kVec) {
+        const v8i live = vload<v8i>(lr + k) > vi;
+        const v8f al = vselect(live, vload<v8f>(arow + k), zero);
+        const v8i ok = al > zero;
+        const v8f okf = vselect(ok, one, zero);
+        const v8f ra = one / (one - al);
+        const v8f T = vload<v8f>(Tr + k);
+        const v8f Tk = T * ra;
         vstore(okrow + k, okf);
         vstore(rarow + k, ra);
         vstore(Tkrow + k, Tk);
         vstore(wrow + k, okf * al * Tk);
-        vstore(varow + k, okf * vload<v4f>(var + k) * vload<v4f>(Tfr + k) * ra);
+        vstore(varow + k, okf * vload<v8f>(var + k) * vload<v8f>(Tfr + k) * ra);
         vstore(Tr + k, vselect(ok, Tk, T));
         nok -= ok;
     }
-    return nok[0] + nok[1] + nok[2] + nok[3];
+    return lane_sum(nok);
 }
 
 template <int CH, int TS>
-void fwd_chunk(const RasterArgs& a, int ch_off, int valid, float* out, float* T_final, int32_t* last_ids) {
+void fwd_chunk(const RasterArgs& a, const Splat* splats, int ch_off, int valid, float* out, float* T_final, int32_t* last_ids) {
     const int64_t n_buckets = (int64_t)a.C * a.tile_w * a.tile_h;
     const int ts = TS ? TS : a.tile_size;
     const int max_px = ts * ts;
@@ -219,21 +286,20 @@ void fwd_chunk(const RasterArgs& a, int ch_off, int valid, float* out, float* T_
             std::fill(last.begin(), last.end(), (int32_t)t.start);
             std::fill(done.begin(), done.end(), 0);
             for (int64_t i = t.start; i < t.end && ndone < npix; ++i) {
+                if (i + kPrefetch < t.end) prefetch_pair(a, splats, i + kPrefetch, ch_off);
                 const int32_t g = a.flatten_ids[i];
-                Footprint f;
-                if (!make_footprint(a, g, &f)) continue;
-                const float mx = f.mx, my = f.my, r = f.r, A = f.A, B = f.B, Cc = f.C, o = f.o;
                 int ulo, uhi, vlo, vhi;
-                box_range(mx, r, t.x0, t.x1, &ulo, &uhi);
-                box_range(my, r, t.y0, t.y1, &vlo, &vhi);
-                if (ulo > uhi || vlo > vhi) continue;
+                if (!splat_box(splats[g], t, &ulo, &uhi, &vlo, &vhi)) continue;
+                const Footprint f = splats[g].f;
                 float col[CH];
                 const float* cp = a.colors + (int64_t)g * a.ch_total + ch_off;
                 for (int c = 0; c < CH; ++c) col[c] = c < valid ? cp[c] : 0.f;
                 const int32_t next = (int32_t)(i + 1);
+                int los[kMaxRow], his[kMaxRow];
+                row_spans(f, vlo, vhi - vlo + 1, ulo, uhi, los, his);
                 for (int v = vlo; v <= vhi; ++v) {
                     RowLanes L;
-                    if (!row_lanes<TS>(f, t, ts, v, ulo, uhi, &L)) continue;
+                    if (!row_lanes<TS>(f, t, ts, v, los[v - vlo], his[v - vlo], &L)) continue;
                     const float dy = L.dy;
                     const int rlo = L.rlo, rhi = L.rhi, ubase = L.ubase, n = L.n, p0 = L.p0;
                     float* Tr = T.data() + p0;
@@ -242,8 +308,8 @@ void fwd_chunk(const RasterArgs& a, int ch_off, int valid, float* out, float* T_
                     alpha_row(n, ubase, rlo, rhi, f, dy, arow, visrow);
                     // Pass 2: front-to-back update of the pixels' state.
                     int nstop = 0;
-                    if (TS % 4 == 0 && TS > 0) {
-                        nstop = update_front4(n, arow, Tr, dr, lr, wrow, next);
+                    if (TS % kVec == 0 && TS > 0) {
+                        nstop = update_front8(n, arow, Tr, dr, lr, wrow, next);
                     } else {
                         for (int k = 0; k < n; ++k) {
                             const float alpha = dr[k] == 0 ? arow[k] : 0.f;
@@ -286,7 +352,7 @@ void fwd_chunk(const RasterArgs& a, int ch_off, int valid, float* out, float* T_
 constexpr int kGeo = 6;  // mean2d (2), conic (3), opacity (1)
 
 template <int CH, int TS>
-void bwd_chunk(const RasterArgs& a, int ch_off, int valid, bool use_valpha, const float* T_final,
+void bwd_chunk(const RasterArgs& a, const Splat* splats, int ch_off, int valid, bool use_valpha, const float* T_final,
                const int32_t* last_ids, const float* v_out, const float* v_alphas, float* v_means2d, float* v_conics,
                float* v_colors, float* v_opacities) {
     const int64_t n_buckets = (int64_t)a.C * a.tile_w * a.tile_h;
@@ -342,14 +408,12 @@ void bwd_chunk(const RasterArgs& a, int ch_off, int valid, bool use_valpha, cons
                     }
                 }
             for (int64_t i = max_last - 1; i >= t.start; --i) {
+                if (i - kPrefetch >= t.start) prefetch_pair(a, splats, i - kPrefetch, ch_off);
                 const int32_t g = a.flatten_ids[i];
-                Footprint f;
-                if (!make_footprint(a, g, &f)) continue;
-                const float mx = f.mx, my = f.my, r = f.r, A = f.A, B = f.B, Cc = f.C, o = f.o;
                 int ulo, uhi, vlo, vhi;
-                box_range(mx, r, t.x0, t.x1, &ulo, &uhi);
-                box_range(my, r, t.y0, t.y1, &vlo, &vhi);
-                if (ulo > uhi || vlo > vhi) continue;
+                if (!splat_box(splats[g], t, &ulo, &uhi, &vlo, &vhi)) continue;
+                const Footprint f = splats[g].f;
+                const float mx = f.mx, A = f.A, B = f.B, Cc = f.C, o = f.o;
                 float col[CH], gcol[CH];
                 const float* cp = a.colors + (int64_t)g * a.ch_total + ch_off;
                 for (int c = 0; c < CH; ++c) {
@@ -358,9 +422,11 @@ void bwd_chunk(const RasterArgs& a, int ch_off, int valid, bool use_valpha, cons
                 }
                 float gm0 = 0.f, gm1 = 0.f, gc0 = 0.f, gc1 = 0.f, gc2 = 0.f, go = 0.f;
                 int nany = 0;
+                int los[kMaxRow], his[kMaxRow];
+                row_spans(f, vlo, vhi - vlo + 1, ulo, uhi, los, his);
                 for (int v = vlo; v <= vhi; ++v) {
                     RowLanes L;
-                    if (!row_lanes<TS>(f, t, ts, v, ulo, uhi, &L)) continue;
+                    if (!row_lanes<TS>(f, t, ts, v, los[v - vlo], his[v - vlo], &L)) continue;
                     const float dy = L.dy;
                     const int rlo = L.rlo, rhi = L.rhi, ubase = L.ubase, n = L.n, p0 = L.p0;
                     float* Tr = T.data() + p0;
@@ -370,8 +436,8 @@ void bwd_chunk(const RasterArgs& a, int ch_off, int valid, bool use_valpha, cons
                     alpha_row(n, ubase, rlo, rhi, f, dy, arow, visrow);
                     const int32_t i32 = (int32_t)i;
                     int nok = 0;
-                    if (TS % 4 == 0 && TS > 0) {
-                        nok = update_back4(n, arow, i32, lr, Tr, Tfr, var, okrow, rarow, Tkrow, wrow, varow);
+                    if (TS % kVec == 0 && TS > 0) {
+                        nok = update_back8(n, arow, i32, lr, Tr, Tfr, var, okrow, rarow, Tkrow, wrow, varow);
                     } else {
                         for (int k = 0; k < n; ++k) {
                             const float alpha = lr[k] > i32 ? arow[k] : 0.f;
@@ -455,18 +521,19 @@ void bwd_chunk(const RasterArgs& a, int ch_off, int valid, bool use_valpha, cons
 }  // namespace
 
 void rasterize_fwd(const RasterArgs& a, float* out_colors, float* T_final, int32_t* last_ids) {
+    const Splat* splats = build_splats(a);
     int off = 0;
     if (a.ch_total == 0) {
         // Still produce alphas / T: run one padded chunk with no valid channel.
-        fwd_chunk<1, 0>(a, 0, 0, out_colors, T_final, last_ids);
+        fwd_chunk<1, 0>(a, splats, 0, 0, out_colors, T_final, last_ids);
         return;
     }
     while (off < a.ch_total) {
         lf::Chunk ck = lf::next_chunk(a.ch_total - off);
         if (a.tile_size == 16) {
-            LF_DISPATCH_WIDTH(ck.width, fwd_chunk<CH, 16>(a, off, ck.valid, out_colors, T_final, last_ids));
+            LF_DISPATCH_WIDTH(ck.width, fwd_chunk<CH, 16>(a, splats, off, ck.valid, out_colors, T_final, last_ids));
         } else {
-            LF_DISPATCH_WIDTH(ck.width, fwd_chunk<CH, 0>(a, off, ck.valid, out_colors, T_final, last_ids));
+            LF_DISPATCH_WIDTH(ck.width, fwd_chunk<CH, 0>(a, splats, off, ck.valid, out_colors, T_final, last_ids));
         }
         off += ck.valid;
     }
@@ -478,8 +545,9 @@ void rasterize_bwd(const RasterArgs& a, const float* T_final, const int32_t* las
     std::memset(v_means2d, 0, sizeof(float) * CN * 2);
     std::memset(v_conics, 0, sizeof(float) * CN * 3);
     std::memset(v_opacities, 0, sizeof(float) * CN);
+    const Splat* splats = build_splats(a);
     if (a.ch_total == 0) {
-        bwd_chunk<1, 0>(a, 0, 0, true, T_final, last_ids, v_out, v_alphas, v_means2d, v_conics, v_colors, v_opacities);
+        bwd_chunk<1, 0>(a, splats, 0, 0, true, T_final, last_ids, v_out, v_alphas, v_means2d, v_conics, v_colors, v_opacities);
         return;
     }
     int off = 0;
@@ -488,10 +556,10 @@ void rasterize_bwd(const RasterArgs& a, const float* T_final, const int32_t* las
         lf::Chunk ck = lf::next_chunk(a.ch_total - off);
         // The alpha-output gradient is counted once, in the first chunk.
         if (a.tile_size == 16) {
-            LF_DISPATCH_WIDTH(ck.width, bwd_chunk<CH, 16>(a, off, ck.valid, first, T_final, last_ids, v_out,
+            LF_DISPATCH_WIDTH(ck.width, bwd_chunk<CH, 16>(a, splats, off, ck.valid, first, T_final, last_ids, v_out,
                                                           v_alphas, v_means2d, v_conics, v_colors, v_opacities));
         } else {
-            LF_DISPATCH_WIDTH(ck.width, bwd_chunk<CH, 0>(a, off, ck.valid, first, T_final, last_ids, v_out,
+            LF_DISPATCH_WIDTH(ck.width, bwd_chunk<CH, 0>(a, splats, off, ck.valid, first, T_final, last_ids, v_out,
                                                          v_alphas, v_means2d, v_conics, v_colors, v_opacities));
         }
         off += ck.valid;

@@ -106,6 +106,19 @@ def test_forward_culling_edge_cases():
     assert int(radii[0, 4]) > s.width and int(radii[0, 5]) >= 1
 
 
+def test_forward_backward_needles_and_faint_gaussians():
+    """Thin, rotated Gaussians and opacities near 1/255: the native kernels cut
+    each Gaussian's pixel box down to its alpha >= 1/255 ellipse, which here is
+    far smaller than the 3-sigma radius box; the result must not change."""
+    s = make_scene(160, seed=8, width=51, height=37)
+    g = torch.Generator().manual_seed(8)
+    s.scales = torch.stack([torch.full((160,), 0.4), torch.full((160,), 0.006), torch.full((160,), 0.01)], 1)
+    s.scales = s.scales * torch.exp(torch.randn(160, 3, generator=g) * 0.2)
+    s.opacities = torch.cat([torch.rand(80, generator=g) * 0.03 + 0.003, torch.rand(80, generator=g) * 0.9 + 0.05])
+    check_forward(s, sh_degree=1, n_features=3)
+    check_backward(s, sh_degree=1, with_depth=True, n_features=3)
+
+
 @pytest.mark.parametrize("tile_size", [8, 16, 32])
 def test_forward_independent_of_tile_size(tile_size):
     s = make_scene(150, seed=6, width=37, height=23)
@@ -154,6 +167,21 @@ def test_isect_tiles_exact():
     assert torch.equal(
         native.isect_offset_encode(got[1], 2, tw, th), ref.isect_offset_encode(want[1], 2, tw, th)
     )
+
+
+def test_isect_tiles_exact_wide_depth_range():
+    """Depths over six decades (every radix digit of the depth key differs) with ties."""
+    s = make_scene(3000, seed=10, n_cams=2, width=97, height=61)
+    radii, means2d, depths, _ = ref.project_gaussians(s.means, s.quats, s.scales, s.viewmats, s.Ks, s.width, s.height)
+    g = torch.Generator().manual_seed(3)
+    depths = 10.0 ** (torch.rand(depths.shape, generator=g) * 6 - 2)
+    depths[:, ::7] = depths[:, 1:2]  # many exact ties, across both cameras
+    tw, th = (s.width + TILE - 1) // TILE, (s.height + TILE - 1) // TILE
+    got = native.isect_tiles(means2d, radii, depths, TILE, tw, th)
+    want = ref.isect_tiles(means2d, radii, depths, TILE, tw, th)
+    assert want[1].numel() > 1000
+    for a, b in zip(got, want):
+        assert torch.equal(a, b)
 
 
 # ----------------------------------------------------------------- backward
