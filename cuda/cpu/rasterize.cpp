@@ -378,9 +378,12 @@ void bwd_chunk(const RasterArgs& a, const Splat* splats, int ch_off, int valid, 
 #pragma omp parallel num_threads(nt)
     {
         float* mybuf = private_bufs ? bufs.data() + (size_t)omp_get_thread_num() * CN * S : shared_buf.data();
-        // SoA pixel state: T (running, back to front), final T, colour behind
-        // (S, incl. background), output cotangent, alpha cotangent, range end.
-        std::vector<float> T(max_px), Tf(max_px), Sacc((size_t)max_px * CH), vo((size_t)max_px * CH), va(max_px);
+        // SoA pixel state: T (running, back to front), final T, D = v_out . S
+        // where S is the colour composited behind the current Gaussian (incl.
+        // background), output cotangent, alpha cotangent, range end.  Only
+        // the dot product D is needed, never S itself: S grows by w c_g, so D
+        // grows by w (v_out . c_g), one scalar per pixel instead of CH.
+        std::vector<float> T(max_px), Tf(max_px), D(max_px), vo((size_t)max_px * CH), va(max_px);
         std::vector<int32_t> last(max_px);
         float wrow[kMaxRow], rarow[kMaxRow], Tkrow[kMaxRow], okrow[kMaxRow], varow[kMaxRow], arow[kMaxRow],
             visrow[kMaxRow];
@@ -400,7 +403,7 @@ void bwd_chunk(const RasterArgs& a, const Splat* splats, int ch_off, int valid, 
             std::fill(Tf.begin(), Tf.end(), 1.f);
             std::fill(va.begin(), va.end(), 0.f);
             std::fill(vo.begin(), vo.end(), 0.f);
-            std::fill(Sacc.begin(), Sacc.end(), 0.f);
+            std::fill(D.begin(), D.end(), 0.f);
             for (int v = t.y0; v < t.y1; ++v)
                 for (int u = t.x0; u < t.x1; ++u) {
                     const int p = (v - t.y0) * ts + (u - t.x0);
@@ -410,10 +413,12 @@ void bwd_chunk(const RasterArgs& a, const Splat* splats, int ch_off, int valid, 
                     max_last = std::max<int64_t>(max_last, last[p]);
                     va[p] = use_valpha && v_alphas ? v_alphas[pix] : 0.f;
                     const float* vp = v_out + pix * a.ch_total + ch_off;
+                    float dbg = 0.f;
                     for (int c = 0; c < CH; ++c) {
                         vo[(size_t)c * max_px + p] = c < valid ? vp[c] : 0.f;
-                        Sacc[(size_t)c * max_px + p] = (bg && c < valid) ? Tf[p] * bg[c] : 0.f;
+                        dbg += (bg && c < valid) ? vp[c] * bg[c] : 0.f;
                     }
+                    D[p] = Tf[p] * dbg;
                 }
             for (int64_t i = max_last - 1; i >= t.start; --i) {
                 if (i - kPrefetch >= t.start) {
@@ -471,40 +476,46 @@ void bwd_chunk(const RasterArgs& a, const Splat* splats, int ch_off, int valid, 
                     }
                     if (nok == 0) continue;
                     nany += nok;
-                    // Lanes in blocks of kVec; with TS a multiple of kVec every
-                    // block is full and the inner loops are single vectors.
-                    for (int k0 = 0; k0 < n; k0 += kVec) {
-                        const int m = (TS % kVec == 0 && TS > 0) ? kVec : std::min(kVec, n - k0);
-                        const float* wb = wrow + k0;
-                        const float* okb = okrow + k0;
-                        const float* Tkb = Tkrow + k0;
-                        const float* rab = rarow + k0;
-                        float* vab = varow + k0;
-                        // A local copy of the alpha cotangent stays in a register
-                        // over the channel loop (varow could alias Sacc for the
-                        // compiler, which then stored it once per channel).
-                        float vacc[kVec];
-                        for (int j = 0; j < kVec; ++j) vacc[j] = j < m ? vab[j] : 0.f;
-                        for (int c = 0; c < CH; ++c) {
-                            float* Sr = Sacc.data() + (size_t)c * max_px + p0 + k0;
-                            const float* vr = vo.data() + (size_t)c * max_px + p0 + k0;
-                            float* pc = pcol + c * kVec;
-                            const float cc = col[c];
+                    // Per channel: the colour gradient w v_out (into lane
+                    // partials: lane k feeds partial k mod kVec) and q = v_out .
+                    // c_g, which is all the alpha gradient needs of the channels.
+                    // Channel-outer, like the pixel state's layout; lanes in
+                    // blocks of kVec, full vectors when TS is a multiple of kVec.
+                    constexpr int NV = TS > 0 ? TS : kMaxRow;
+                    float q[NV];
+                    for (int k = 0; k < n; ++k) q[k] = 0.f;
+                    for (int c = 0; c < CH; ++c) {
+                        const float* vr = vo.data() + (size_t)c * max_px + p0;
+                        float* pc = pcol + c * kVec;
+                        const float cc = col[c];
+                        for (int k0 = 0; k0 < n; k0 += kVec) {
+                            const int m = (TS % kVec == 0 && TS > 0) ? kVec : std::min(kVec, n - k0);
 #pragma omp simd
                             for (int j = 0; j < m; ++j) {
-                                pc[j] += wb[j] * vr[j];
-                                vacc[j] += okb[j] * vr[j] * (Tkb[j] * cc - Sr[j] * rab[j]);
-                                Sr[j] += wb[j] * cc;
+                                const int k = k0 + j;
+                                pc[j] += wrow[k] * vr[k];
+                                q[k] += vr[k] * cc;
                             }
                         }
-                        for (int j = 0; j < m; ++j) vab[j] = vacc[j];
+                    }
+                    // d alpha: T_k (v_out . c_g) - (v_out . S) / (1 - alpha),
+                    // with S before this Gaussian; then S += w c_g.
+                    float* Dr = D.data() + p0;
+#pragma omp simd
+                    for (int k = 0; k < n; ++k) {
+                        varow[k] += okrow[k] * (Tkrow[k] * q[k] - Dr[k] * rarow[k]);
+                        Dr[k] += wrow[k] * q[k];
+                    }
+                    for (int k0 = 0; k0 < n; k0 += kVec) {
+                        const int m = (TS % kVec == 0 && TS > 0) ? kVec : std::min(kVec, n - k0);
 #pragma omp simd
                         for (int j = 0; j < m; ++j) {
-                            const float dx = ((float)(ubase + k0 + j) + 0.5f) - mx;
-                            const float vis = visrow[k0 + j];
+                            const int k = k0 + j;
+                            const float dx = ((float)(ubase + k) + 0.5f) - mx;
+                            const float vis = visrow[k];
                             // alpha = min(0.99, o vis): no gradient through the clamp.
-                            float gv = o * vis <= lf::ALPHA_MAX ? vab[j] : 0.f;
-                            gv = okb[j] != 0.f ? gv : 0.f;
+                            float gv = o * vis <= lf::ALPHA_MAX ? varow[k] : 0.f;
+                            gv = okrow[k] != 0.f ? gv : 0.f;
                             const float vs = -o * vis * gv;
                             pgeo[0 * kVec + j] -= vs * (A * dx + B * dy);
                             pgeo[1 * kVec + j] -= vs * (B * dx + Cc * dy);
