@@ -17,7 +17,12 @@ TINY = "test-tiny"
 
 @pytest.mark.parametrize(
     "method, extra, levels",
-    [("sam-clip", ["--sam", TINY], SAM_LEVELS), ("dense", [], DENSE_LEVELS)],
+    [
+        ("sam-clip", ["--sam", TINY], SAM_LEVELS),
+        ("dense", [], DENSE_LEVELS),
+        # Joint schedule on SAM's three-level features (it was only tested on labels).
+        ("sam-clip", ["--sam", TINY, "--language-schedule", "joint"], SAM_LEVELS),
+    ],
 )
 def test_reconstruct_and_query_with_image_features(method, extra, levels, synthetic_dataset, tmp_path):
     from langfield.scene import load_scene
@@ -32,7 +37,10 @@ def test_reconstruct_and_query_with_image_features(method, extra, levels, synthe
     assert lang["levels"] == list(levels) and lang["num_levels"] == len(levels) and lang["latent_dim"] == 4
     scene = load_scene(out)
     assert scene.params["latents"].shape == (scene.num_gaussians, len(levels) * 4)
-    assert lang["latent_loss_last"] < lang["latent_loss_first"]  # the latent stage learned something
+    joint = "joint" in extra
+    assert lang["schedule"] == ("joint" if joint else "sequential")
+    key = "joint_latent_loss" if joint else "latent_loss"
+    assert lang[f"{key}_last"] < lang[f"{key}_first"]  # the latent stage learned something
 
     q = tmp_path / "q"
     assert main(["query", str(out), "red chair", "--out", str(q), "--backend", "cpu"]) == 0
