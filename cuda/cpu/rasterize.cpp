@@ -293,7 +293,8 @@ inline int update_back8(int n, const float* arow, int32_t i32, const int32_t* lr
 }
 
 template <int CH, int TS>
-void fwd_chunk(const RasterArgs& a, const Splat* splats, int ch_off, int valid, float* out, float* T_final, int32_t* last_ids) {
+void fwd_chunk(const RasterArgs& a, const Splat* splats, int ch_off, int valid, float* out, float* T_final,
+               int32_t* last_ids) {
     const int64_t n_buckets = (int64_t)a.C * a.tile_w * a.tile_h;
     const int ts = TS ? TS : a.tile_size;
     const int max_px = ts * ts;
@@ -622,7 +623,8 @@ void rasterize_bwd(const RasterArgs& a, const float* T_final, const int32_t* las
     std::memset(v_opacities, 0, sizeof(float) * CN);
     const Splat* splats = build_splats(a);
     if (a.ch_total == 0) {
-        bwd_chunk<1, 0>(a, splats, 0, 0, true, T_final, last_ids, v_out, v_alphas, v_means2d, v_conics, v_colors, v_opacities);
+        bwd_chunk<1, 0>(a, splats, 0, 0, true, T_final, last_ids, v_out, v_alphas, v_means2d, v_conics, v_colors,
+                        v_opacities);
         return;
     }
     int off = 0;
