@@ -64,8 +64,8 @@ void isect_count(int C, int N, const float* means2d, const int32_t* radii, int t
                  int32_t* tiles_per_gauss, cudaStream_t stream) {
     const int64_t CN = (int64_t)C * N;
     if (CN == 0) return;
-    count_kernel<<<blocks_for(CN), kThreads, 0, stream>>>(CN, means2d, radii, tile_size, tile_w, tile_h,
-                                                           tiles_per_gauss);
+    LF_LAUNCH(count_kernel, blocks_for(CN), kThreads, 0, stream)(CN, means2d, radii, tile_size, tile_w, tile_h,
+                                                                 tiles_per_gauss);
 }
 
 void isect_fill(int C, int N, const float* means2d, const int32_t* radii, const float* depths, int tile_size,
@@ -79,8 +79,8 @@ void isect_fill(int C, int N, const float* means2d, const int32_t* radii, const 
     int32_t* vals_in = nullptr;
     cudaMallocAsync(&keys_in, sizeof(int64_t) * M, stream);
     cudaMallocAsync(&vals_in, sizeof(int32_t) * M, stream);
-    fill_kernel<<<blocks_for(CN), kThreads, 0, stream>>>(CN, N, means2d, radii, depths, tile_size, tile_w, tile_h,
-                                                          tile_bits, cum_tiles, keys_in, vals_in);
+    LF_LAUNCH(fill_kernel, blocks_for(CN), kThreads, 0, stream)(CN, N, means2d, radii, depths, tile_size, tile_w,
+                                                                tile_h, tile_bits, cum_tiles, keys_in, vals_in);
     const int end_bit = 32 + tile_bits + cam_bits;
     size_t temp_bytes = 0;
     cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, keys_in, isect_ids, vals_in, flatten_ids, (int)M, 0,
@@ -100,8 +100,8 @@ void isect_offset_encode(int64_t M, const int64_t* isect_ids, int C, int tile_w,
     const int64_t n_buckets = (int64_t)C * n_tiles;
     if (n_buckets == 0) return;
     const int tile_bits = lf::bit_width_u32((uint32_t)n_tiles);
-    offsets_kernel<<<blocks_for(M + 1), kThreads, 0, stream>>>(M, isect_ids, n_buckets, n_tiles, tile_bits,
-                                                                offsets);
+    LF_LAUNCH(offsets_kernel, blocks_for(M + 1), kThreads, 0, stream)(M, isect_ids, n_buckets, n_tiles, tile_bits,
+                                                                      offsets);
 }
 
 }  // namespace lf_cuda

@@ -7,6 +7,16 @@
 
 #include <cstdint>
 
+// Launch and dynamic shared memory through macros, so the same .cu files also
+// compile as C++ for the CPU emulator (cuda/emu/), whose cuda_runtime.h
+// defines them first.
+#ifndef LF_LAUNCH
+#define LF_LAUNCH(kernel, grid, block, shm, stream) kernel<<<grid, block, shm, stream>>>
+#endif
+#ifndef LF_DYN_SHARED
+#define LF_DYN_SHARED(T, name) extern __shared__ T name[]
+#endif
+
 namespace lf_cuda {
 
 void project_fwd(int C, int N, const float* means, const float* quats, const float* scales, const float* viewmats,

@@ -74,9 +74,9 @@ void project_fwd(int C, int N, const float* means, const float* quats, const flo
                  int32_t* radii, float* means2d, float* depths, float* conics, cudaStream_t stream) {
     const int64_t n = (int64_t)C * N;
     if (n == 0) return;
-    project_fwd_kernel<<<blocks_for(n), kThreads, 0, stream>>>(C, N, means, quats, scales, viewmats, Ks, width,
-                                                                height, near_plane, far_plane, eps2d, radii,
-                                                                means2d, depths, conics);
+    LF_LAUNCH(project_fwd_kernel, blocks_for(n), kThreads, 0, stream)(C, N, means, quats, scales, viewmats, Ks, width,
+                                                                      height, near_plane, far_plane, eps2d, radii,
+                                                                      means2d, depths, conics);
 }
 
 void project_bwd(int C, int N, const float* means, const float* quats, const float* scales, const float* viewmats,
@@ -84,20 +84,20 @@ void project_bwd(int C, int N, const float* means, const float* quats, const flo
                  const float* v_depths, const float* v_conics, float* v_means, float* v_quats, float* v_scales,
                  cudaStream_t stream) {
     if (N == 0) return;
-    project_bwd_kernel<<<blocks_for(N), kThreads, 0, stream>>>(C, N, means, quats, scales, viewmats, Ks, width,
-                                                                height, eps2d, radii, v_means2d, v_depths,
-                                                                v_conics, v_means, v_quats, v_scales);
+    LF_LAUNCH(project_bwd_kernel, blocks_for(N), kThreads, 0, stream)(C, N, means, quats, scales, viewmats, Ks, width,
+                                                                      height, eps2d, radii, v_means2d, v_depths,
+                                                                      v_conics, v_means, v_quats, v_scales);
 }
 
 void sh_fwd(int64_t B, int K, int degree, const float* dirs, const float* coeffs, float* out, cudaStream_t stream) {
     if (B == 0) return;
-    sh_fwd_kernel<<<blocks_for(B), kThreads, 0, stream>>>(B, K, degree, dirs, coeffs, out);
+    LF_LAUNCH(sh_fwd_kernel, blocks_for(B), kThreads, 0, stream)(B, K, degree, dirs, coeffs, out);
 }
 
 void sh_bwd(int64_t B, int K, int degree, const float* dirs, const float* coeffs, const float* v_out,
             float* v_coeffs, float* v_dirs, cudaStream_t stream) {
     if (B == 0) return;
-    sh_bwd_kernel<<<blocks_for(B), kThreads, 0, stream>>>(B, K, degree, dirs, coeffs, v_out, v_coeffs, v_dirs);
+    LF_LAUNCH(sh_bwd_kernel, blocks_for(B), kThreads, 0, stream)(B, K, degree, dirs, coeffs, v_out, v_coeffs, v_dirs);
 }
 
 }  // namespace lf_cuda

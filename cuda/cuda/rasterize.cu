@@ -33,6 +33,35 @@ __device__ inline SharedGauss load_gauss(const RasterArgs& a, int64_t idx) {
     return s;
 }
 
+// One thread per pixel of a tile, in a 1D block padded to whole warps: the
+// backward's warp collectives use a full mask, which names lanes that would
+// not exist in a partial last warp (tile sizes whose square is not a multiple
+// of 32, e.g. 12).  Padding threads are outside pixels: they load batches and
+// join every collective but own no pixel.
+struct TileThread {
+    int cam, u, v, tr, block_size;
+    bool inside;
+    int64_t start, end;
+};
+
+__host__ __device__ inline int threads_per_tile(int tile_size) { return (tile_size * tile_size + 31) / 32 * 32; }
+
+__device__ inline TileThread tile_thread(const RasterArgs& a) {
+    TileThread t;
+    t.cam = blockIdx.z;
+    t.tr = threadIdx.x;
+    t.block_size = blockDim.x;
+    const int ts = a.tile_size;
+    const bool in_tile = t.tr < ts * ts;
+    t.u = blockIdx.x * ts + (in_tile ? t.tr % ts : 0);
+    t.v = blockIdx.y * ts + (in_tile ? t.tr / ts : 0);
+    t.inside = in_tile && t.u < a.width && t.v < a.height;
+    const int64_t tile_id = ((int64_t)t.cam * a.tile_h + blockIdx.y) * a.tile_w + blockIdx.x;
+    t.start = a.offsets[tile_id];
+    t.end = tile_end(a, tile_id);
+    return t;
+}
+
 // Alpha of Gaussian s at pixel centre (px, py); 0 when the definition skips it.
 __device__ inline float pixel_alpha(const SharedGauss& s, float px, float py, float* vis, float* dx, float* dy) {
     *dx = px - s.mx;
@@ -45,14 +74,11 @@ __device__ inline float pixel_alpha(const SharedGauss& s, float px, float py, fl
 template <int CH>
 __global__ void rasterize_fwd_kernel(RasterArgs a, int ch_off, int valid, float* out, float* T_final,
                                      int32_t* last_ids) {
-    extern __shared__ SharedGauss batch[];
-    const int cam = blockIdx.z, ty = blockIdx.y, tx = blockIdx.x;
-    const int u = tx * a.tile_size + threadIdx.x, v = ty * a.tile_size + threadIdx.y;
-    const bool inside = u < a.width && v < a.height;
-    const int block_size = blockDim.x * blockDim.y;
-    const int tr = threadIdx.y * blockDim.x + threadIdx.x;
-    const int64_t tile_id = ((int64_t)cam * a.tile_h + ty) * a.tile_w + tx;
-    const int64_t start = a.offsets[tile_id], end = tile_end(a, tile_id);
+    LF_DYN_SHARED(SharedGauss, batch);
+    const TileThread t = tile_thread(a);
+    const int cam = t.cam, u = t.u, v = t.v, tr = t.tr, block_size = t.block_size;
+    const bool inside = t.inside;
+    const int64_t start = t.start, end = t.end;
     const float px = (float)u + 0.5f, py = (float)v + 0.5f;
 
     float T = 1.f;
@@ -102,25 +128,25 @@ template <int CH>
 __global__ void rasterize_bwd_kernel(RasterArgs a, int ch_off, int valid, bool use_valpha, const float* T_final,
                                      const int32_t* last_ids, const float* v_out, const float* v_alphas,
                                      float* v_means2d, float* v_conics, float* v_colors, float* v_opacities) {
-    extern __shared__ SharedGauss batch[];
-    const int cam = blockIdx.z, ty = blockIdx.y, tx = blockIdx.x;
-    const int u = tx * a.tile_size + threadIdx.x, v = ty * a.tile_size + threadIdx.y;
-    const bool inside = u < a.width && v < a.height;
-    const int block_size = blockDim.x * blockDim.y;
-    const int tr = threadIdx.y * blockDim.x + threadIdx.x;
-    const int64_t tile_id = ((int64_t)cam * a.tile_h + ty) * a.tile_w + tx;
-    const int64_t start = a.offsets[tile_id], end = tile_end(a, tile_id);
+    LF_DYN_SHARED(SharedGauss, batch);
+    const TileThread t = tile_thread(a);
+    const int cam = t.cam, u = t.u, v = t.v, tr = t.tr, block_size = t.block_size;
+    const bool inside = t.inside;
+    const int64_t start = t.start, end = t.end;
     const float px = (float)u + 0.5f, py = (float)v + 0.5f;
     const int64_t pix = ((int64_t)cam * a.height + (inside ? v : 0)) * a.width + (inside ? u : 0);
 
     const float Tf = inside ? T_final[pix] : 1.f;
     float T = Tf;
     const int64_t last = inside ? (int64_t)last_ids[pix] : start;
-    float vo[CH], S[CH];
+    // The alpha gradient needs the colour composited behind each Gaussian, S,
+    // only through D = v_out . S, so one scalar is kept instead of CH registers.
+    float vo[CH];
+    float D = 0.f;
     const float* bg = a.backgrounds ? a.backgrounds + (int64_t)cam * a.ch_total + ch_off : nullptr;
     for (int c = 0; c < CH; ++c) {
         vo[c] = (inside && c < valid) ? v_out[pix * a.ch_total + ch_off + c] : 0.f;
-        S[c] = (bg && c < valid) ? Tf * bg[c] : 0.f;
+        if (bg && c < valid) D += vo[c] * Tf * bg[c];
     }
     const float va = (inside && use_valpha && v_alphas) ? v_alphas[pix] : 0.f;
     const int lane = tr % 32;
@@ -154,14 +180,14 @@ __global__ void rasterize_bwd_kernel(RasterArgs a, int ch_off, int valid, bool u
                 const float Tk = T * ra;
                 const float w = alpha * Tk;
                 const float* cp = a.colors + (int64_t)s.id * a.ch_total + ch_off;
-                float v_alpha = 0.f;
+                float dot = 0.f;  // v_out . colour of this Gaussian
                 for (int c = 0; c < CH; ++c) {
                     const float col = c < valid ? cp[c] : 0.f;
                     gcol[c] = w * vo[c];
-                    v_alpha += vo[c] * (Tk * col - S[c] * ra);
-                    S[c] += w * col;
+                    dot += vo[c] * col;
                 }
-                v_alpha += va * Tf * ra;
+                const float v_alpha = Tk * dot - D * ra + va * Tf * ra;
+                D += w * dot;
                 T = Tk;
                 float vm[2] = {0.f, 0.f}, vcn[3] = {0.f, 0.f, 0.f};
                 lf::blend_alpha_vjp(s.o, vis, s.A, s.B, s.C, dx, dy, v_alpha, &go, vcn, vm);
@@ -192,19 +218,21 @@ __global__ void rasterize_bwd_kernel(RasterArgs a, int ch_off, int valid, bool u
 template <int CH>
 void launch_fwd(const RasterArgs& a, int off, int valid, float* out, float* T_final, int32_t* last_ids,
                 cudaStream_t stream) {
-    dim3 grid(a.tile_w, a.tile_h, a.C), block(a.tile_size, a.tile_size);
-    const size_t shm = sizeof(SharedGauss) * a.tile_size * a.tile_size;
-    rasterize_fwd_kernel<CH><<<grid, block, shm, stream>>>(a, off, valid, out, T_final, last_ids);
+    const int threads = threads_per_tile(a.tile_size);
+    dim3 grid(a.tile_w, a.tile_h, a.C), block(threads);
+    const size_t shm = sizeof(SharedGauss) * threads;
+    LF_LAUNCH(rasterize_fwd_kernel<CH>, grid, block, shm, stream)(a, off, valid, out, T_final, last_ids);
 }
 
 template <int CH>
 void launch_bwd(const RasterArgs& a, int off, int valid, bool use_valpha, const float* T_final,
                 const int32_t* last_ids, const float* v_out, const float* v_alphas, float* v_means2d, float* v_conics,
                 float* v_colors, float* v_opacities, cudaStream_t stream) {
-    dim3 grid(a.tile_w, a.tile_h, a.C), block(a.tile_size, a.tile_size);
-    const size_t shm = sizeof(SharedGauss) * a.tile_size * a.tile_size;
-    rasterize_bwd_kernel<CH><<<grid, block, shm, stream>>>(a, off, valid, use_valpha, T_final, last_ids, v_out,
-                                                           v_alphas, v_means2d, v_conics, v_colors, v_opacities);
+    const int threads = threads_per_tile(a.tile_size);
+    dim3 grid(a.tile_w, a.tile_h, a.C), block(threads);
+    const size_t shm = sizeof(SharedGauss) * threads;
+    LF_LAUNCH(rasterize_bwd_kernel<CH>, grid, block, shm, stream)(a, off, valid, use_valpha, T_final, last_ids, v_out,
+                                                                  v_alphas, v_means2d, v_conics, v_colors, v_opacities);
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
   build, no dependence on torch's C++ ABI).
 * CUDA: built with ``torch.utils.cpp_extension.load`` (needs torch's headers
   for streams and the caching allocator).
+* cuda-emu (tests): the CUDA sources compiled as C++ against the emulator in
+  ``cuda/emu`` (see cuda/README.md), with the CPU library's C ABI.
 
 Both go into a cache directory keyed by a hash of the sources, the flags and
 (for CUDA) the torch version, so an edited tree never loads a stale binary.
@@ -42,6 +44,8 @@ import torch
 
 _CPU_FLAGS = ["-O3", "-std=c++17", "-fPIC", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
 _NVCC_FLAGS = ["-O3", "--expt-relaxed-constexpr"]
+# The emulator (cuda/emu) runs each CUDA thread as a fiber: no OpenMP, and -O2 keeps the build short.
+_EMU_FLAGS = ["-O2", "-std=c++17", "-fPIC", "-fno-math-errno", "-fno-trapping-math"]
 # sm_70 is rejected by CUDA 13; these cover A100 and H100 when no GPU says otherwise.
 DEFAULT_CUDA_ARCHS = "8.0;9.0"
 
@@ -60,7 +64,7 @@ class _BuildState:
     """Longer diagnostics (compiler output tail)."""
 
 
-_STATE: dict[str, _BuildState] = {"cpu": _BuildState(), "cuda": _BuildState()}
+_STATE: dict[str, _BuildState] = {"cpu": _BuildState(), "cuda": _BuildState(), "cuda-emu": _BuildState()}
 
 
 def source_root() -> Optional[Path]:
@@ -86,12 +90,22 @@ def cache_root() -> Path:
 def _sources(root: Path, kind: str) -> list[Path]:
     if kind == "cpu":
         return sorted((root / "cpu").glob("*.cpp"))
+    if kind == "cuda-emu":  # the CUDA kernels compiled as C++ for the CPU emulator
+        return sorted((root / "cuda").glob("*.cu")) + sorted((root / "emu").glob("*.cpp"))
     return sorted((root / "cuda").glob("*.cu")) + sorted((root / "cuda").glob("*.cpp"))
+
+
+def _headers(root: Path, kind: str) -> list[Path]:
+    if kind == "cuda-emu":
+        return sorted((root / "cuda").glob("*.h")) + sorted((root / "emu").rglob("*.h")) + sorted(
+            (root / "emu").rglob("*.cuh")
+        )
+    return sorted((root / kind).glob("*.h"))
 
 
 def _digest(root: Path, kind: str, flags: list[str]) -> str:
     h = hashlib.sha256()
-    files = _sources(root, kind) + sorted((root / "include").glob("*.h")) + sorted((root / kind).glob("*.h"))
+    files = _sources(root, kind) + sorted((root / "include").glob("*.h")) + _headers(root, kind)
     for f in files:
         h.update(f.name.encode())
         h.update(f.read_bytes())
@@ -143,16 +157,19 @@ def _cpu_isa_flags() -> list[str]:
     return ["-mavx2", "-mfma"] if {"avx2", "fma"} <= have else []
 
 
-def _compile_cpu(root: Path, flags: list[str], out: Path, verbose: bool) -> None:
-    """Compile the CPU sources into ``out`` (objects in parallel, then link)."""
+def _compile_cpu(root: Path, flags: list[str], out: Path, verbose: bool, kind: str = "cpu") -> None:
+    """Compile the ``kind`` sources with the host compiler into ``out`` (objects in parallel, then link)."""
     cxx = os.environ.get("CXX", "c++")
     inc = ["-I", str(root / "include")]
+    if kind == "cuda-emu":  # its cuda_runtime.h and cub/ shadow the toolkit's
+        inc = ["-I", str(root / "emu" / "shim"), *inc]
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".build-") as tmp:
         objs, procs = [], []
-        for src in _sources(root, "cpu"):
-            obj = Path(tmp) / (src.stem + ".o")
+        for src in _sources(root, kind):
+            obj = Path(tmp) / (src.stem + src.suffix.replace(".", "_") + ".o")
             objs.append(str(obj))
-            cmd = [cxx, *flags, *inc, "-c", str(src), "-o", str(obj)]
+            lang = ["-x", "c++"] if src.suffix == ".cu" else []
+            cmd = [cxx, *flags, *inc, "-c", *lang, str(src), "-o", str(obj)]
             procs.append((cmd, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
         errors = []
         for cmd, p in procs:
@@ -164,7 +181,7 @@ def _compile_cpu(root: Path, flags: list[str], out: Path, verbose: bool) -> None
         if errors:
             raise RuntimeError("C++ compile failed:\n" + "\n".join(errors))
         tmp_so = Path(tmp) / out.name
-        cmd = [cxx, "-shared", "-fopenmp", *objs, "-o", str(tmp_so)]
+        cmd = [cxx, "-shared", *(["-fopenmp"] if "-fopenmp" in flags else []), *objs, "-o", str(tmp_so)]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError(f"link failed: {' '.join(cmd)}\n{r.stdout}{r.stderr}")
@@ -176,12 +193,12 @@ def _build(kind: str) -> Any:
     if root is None:
         raise RuntimeError("kernel sources not found (neither repo cuda/ nor langfield/_csrc/)")
     verbose = os.environ.get("LANGFIELD_VERBOSE_BUILD") == "1"
-    if kind == "cpu":
+    if kind in ("cpu", "cuda-emu"):
         cxx = os.environ.get("CXX", "c++")
         if shutil.which(cxx) is None:
             raise RuntimeError(f"no C++ compiler ({cxx!r} not on PATH); install g++ to use the native CPU kernels")
-        flags = list(_CPU_FLAGS) + _cpu_isa_flags()
-        name = f"langfield_cpu_{_digest(root, kind, flags + [cxx])}"
+        flags = list(_CPU_FLAGS) + _cpu_isa_flags() if kind == "cpu" else list(_EMU_FLAGS)
+        name = f"langfield_{kind.replace('-', '_')}_{_digest(root, kind, flags + [cxx])}"
         build_dir = cache_root() / name
         build_dir.mkdir(parents=True, exist_ok=True)
         lib = build_dir / f"{name}.so"
@@ -189,7 +206,7 @@ def _build(kind: str) -> Any:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 if not lib.is_file():
-                    _compile_cpu(root, flags, lib, verbose)
+                    _compile_cpu(root, flags, lib, verbose, kind)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
         # torch is imported first, so the library's libgomp.so.1 resolves to
@@ -233,7 +250,10 @@ def _build(kind: str) -> Any:
 
 
 def load(kind: str) -> Optional[Any]:
-    """The extension for ``kind`` ("cpu" | "cuda"), building it once; None when unavailable."""
+    """The extension for ``kind`` ("cpu" | "cuda" | "cuda-emu"), building it once; None when unavailable.
+
+    "cuda-emu" is the CUDA kernels compiled for the CPU emulator (tests only, see cuda/emu/).
+    """
     st = _STATE[kind]
     if st.tried:
         return st.module
