@@ -12,6 +12,14 @@ Scenes are random Gaussians in a box in front of the camera (depth 2..8,
 x/y inside the field of view) with scales chosen so an average Gaussian
 covers a few to tens of pixels at the given resolution.
 
+The speed-up over the reference is given two ways: ``speedup_fwdbwd_vs_reference``
+divides the two medians (the native timings come first, the reference's a
+minute later), and ``speedup_fwdbwd_interleaved`` is the median of per-round
+ratios where each reference run is paired with native runs timed just before
+it, so that both see the same machine (on a shared 2-core VM the speed of
+either drifts by 20-40% over minutes).  On a GPU, gsplat's CUDA
+``rasterization`` (same scene, same channels) is timed beside ours.
+
     python scripts/bench_rasterizer.py --quick
     python scripts/bench_rasterizer.py --skip-reference-above 50000
 """
@@ -95,6 +103,33 @@ def timeit(fn: Callable[[], None], repeats: int, device: str, warmup: bool = Tru
     return round(statistics.median(times), 2)
 
 
+def gsplat_cuda_pipeline(s: dict, width: int, height: int, backward: bool) -> None:
+    """gsplat's CUDA ``rasterization`` on the same scene (channels as raw colours, no SH)."""
+    from gsplat import rasterization
+
+    leaves = {k: s[k].detach().requires_grad_(backward) for k in ("means", "quats", "scales", "opacities", "colors")}
+    out, alpha, _ = rasterization(leaves["means"], leaves["quats"], leaves["scales"], leaves["opacities"],
+                                  leaves["colors"][0], s["viewmats"], s["Ks"], width, height, packed=False,
+                                  tile_size=TILE)
+    if backward:
+        (out.sum() + alpha.sum()).backward()
+
+
+def interleaved_ratio(native_fn: Callable[[], None], reference_fn: Callable[[], None], rounds: int,
+                      native_repeats: int) -> tuple[float, list[float], float]:
+    """Median over rounds of reference_time / native_time, each round timing native then reference back to back.
+
+    Returns (median ratio, per-round ratios, median reference ms).
+    """
+    ratios, refs = [], []
+    for _ in range(rounds):
+        nat = timeit(native_fn, native_repeats, "cpu", warmup=False)
+        ref_ms = timeit(reference_fn, 1, "cpu", warmup=False)
+        refs.append(ref_ms)
+        ratios.append(round(ref_ms / max(nat, 1e-3), 1))
+    return statistics.median(ratios), ratios, statistics.median(refs)
+
+
 def bench_projection(n: int, width: int, height: int, repeats: int) -> dict:
     from gsplat.cuda._torch_impl import _fully_fused_projection, _quat_scale_to_covar_preci
 
@@ -127,7 +162,10 @@ def main() -> int:
                     help="channel counts for which the reference is timed (it is slow)")
     ap.add_argument("--reference-repeats", type=int, default=3,
                     help="timed runs of the reference per case, after a warm-up (1 = one cold run, faster)")
+    ap.add_argument("--interleaved-rounds", type=int, default=3,
+                    help="rounds of back-to-back native/reference timing for speedup_fwdbwd_interleaved (0 = off)")
     ap.add_argument("--no-cuda", action="store_true", help="skip CUDA even when a GPU exists")
+    ap.add_argument("--no-gsplat", action="store_true", help="do not time gsplat's CUDA rasterization on a GPU")
     ap.add_argument("--threads", type=int, default=0,
                     help="CPU threads (torch.set_num_threads, which also sets the kernels' OpenMP threads); 0 = default")
     ap.add_argument("--counts", type=int, nargs="*", help="override the Gaussian counts")
@@ -145,6 +183,7 @@ def main() -> int:
     if not native.available("cpu"):
         print(json.dumps({"error": native.build_error("cpu")}))
         return 1
+    gsplat_cuda = "cuda" in devices and not args.no_gsplat
 
     report: dict = {
         "machine": {
@@ -182,6 +221,23 @@ def main() -> int:
                     case["speedup_fwdbwd_vs_reference"] = round(
                         case["reference_fwdbwd_ms"] / max(case["native_cpu_fwdbwd_ms"], 1e-3), 1
                     )
+                    if args.interleaved_rounds > 0:
+                        med, ratios, _ = interleaved_ratio(
+                            lambda: pipeline(native, s, width, height, True),
+                            lambda: pipeline(reference, s, width, height, True),
+                            args.interleaved_rounds, args.repeats,
+                        )
+                        case["speedup_fwdbwd_interleaved"] = med
+                        case["speedup_fwdbwd_interleaved_rounds"] = ratios
+                if "cuda" in devices and gsplat_cuda:
+                    s = make_scene(n, width, height, ch, "cuda")
+                    try:
+                        case["gsplat_cuda_fwd_ms"] = timeit(lambda: gsplat_cuda_pipeline(s, width, height, False),
+                                                            args.repeats, "cuda")
+                        case["gsplat_cuda_fwdbwd_ms"] = timeit(lambda: gsplat_cuda_pipeline(s, width, height, True),
+                                                               args.repeats, "cuda")
+                    except Exception as exc:  # gsplat's CUDA build may be missing on this machine
+                        case["gsplat_cuda_error"] = f"{type(exc).__name__}: {exc}"[:300]
                 report["cases"].append(case)
                 print(json.dumps(case), file=sys.stderr, flush=True)  # progress
     for n in counts:
