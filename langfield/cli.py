@@ -34,6 +34,8 @@ SceneArg = _pos("SCENE")
 
 # Demo defaults: small enough to finish in a few minutes on a laptop CPU.
 DEMO_WIDTH, DEMO_HEIGHT, DEMO_ITERATIONS, DEMO_MAX_GAUSSIANS = 160, 120, 800, 50_000
+# AbsGS growth threshold (the AbsGS paper and gsplat use 0.0008 with means2d.absgrad).
+ABSGRAD_GROW_GRAD2D = 0.0008
 
 
 def _train_config(**kw):
@@ -78,6 +80,9 @@ class Reconstruct:
     max_gaussians: Optional[int] = None
     """Stop densification from growing beyond this many Gaussians (bounds memory and time); default
     0.9 per pixel of one training image (TrainConfig.gaussians_per_pixel)."""
+    absgrad: bool = False
+    """AbsGS densification: grow Gaussians by the sum over pixels of |screen-space gradient| (means2d.absgrad,
+    threshold 0.0008) instead of the mean gradient (0.0002)."""
     quiet: bool = False
     """No progress bar."""
     features: Literal["auto", "labels", "sam-clip", "dense", "none"] = "auto"
@@ -111,6 +116,9 @@ class Reconstruct:
             eval_every=self.eval_every, images=self.images, seed=self.seed, checkpoint_every=self.checkpoint_every,
         )
         cfg.strategy.max_gaussians = self.max_gaussians
+        if self.absgrad:
+            cfg.strategy.absgrad = True
+            cfg.strategy.grow_grad2d = ABSGRAD_GROW_GRAD2D
         result = reconstruct(self.data, self.out, cfg, resume=self.resume, overwrite=self.overwrite,
                              iterations=self.iterations, progress=not self.quiet,
                              language=None if self.resume and self.features == "auto" else language)

@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from langfield.cli import ABSGRAD_GROW_GRAD2D
 from langfield.synthetic import generate_scene
 from langfield.train.config import TrainConfig
 from langfield.train.reconstruct import reconstruct
@@ -40,6 +41,9 @@ def main() -> int:
     ap.add_argument("--coarse-levels", type=int, default=None, help="override TrainConfig.coarse_levels")
     ap.add_argument("--coarse-fraction", type=float, default=None, help="override TrainConfig.coarse_fraction")
     ap.add_argument("--keep", type=Path, default=None, help="keep the dataset and scene in this directory")
+    ap.add_argument("--absgrad", action="store_true",
+                    help="AbsGS densification (means2d.absgrad; grow threshold --grow-grad2d, default 0.0008)")
+    ap.add_argument("--grow-grad2d", type=float, default=None, help="override the strategy's growth threshold")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -54,6 +58,11 @@ def main() -> int:
             cfg.coarse_fraction = args.coarse_fraction
         if args.max_gaussians:
             cfg.strategy.max_gaussians = args.max_gaussians
+        if args.absgrad:
+            cfg.strategy.absgrad = True
+            cfg.strategy.grow_grad2d = ABSGRAD_GROW_GRAD2D
+        if args.grow_grad2d is not None:
+            cfg.strategy.grow_grad2d = args.grow_grad2d
         t0 = time.perf_counter()
         result = reconstruct(data, root / "scene", cfg, progress=False)
         wall = time.perf_counter() - t0
@@ -62,6 +71,8 @@ def main() -> int:
     out = {
         "protocol": f"{args.views} views {args.width}x{args.height}, {args.iterations} iterations, synthetic seed {args.seed}",
         "backend": args.backend,
+        "absgrad": bool(args.absgrad),
+        "grow_grad2d": cfg.strategy.grow_grad2d,
         "s_per_iter": train_s / args.iterations,
         "train_wall_s": train_s,
         "total_wall_s_incl_eval_and_io": wall,

@@ -8,7 +8,7 @@
 
 extern "C" {
 
-int lf_abi_version() { return 1; }
+int lf_abi_version() { return 2; }
 
 int lf_num_threads() { return lf_cpu::max_threads(); }
 
@@ -78,10 +78,11 @@ void lf_rasterize_bwd(int C, int N, int width, int height, int tile_size, int ti
                       const int32_t* radii, const float* backgrounds, const int32_t* offsets,
                       const int32_t* flatten_ids, const float* T_final, const int32_t* last_ids, const float* v_out,
                       const float* v_alphas, float* v_means2d, float* v_conics, float* v_colors,
-                      float* v_opacities) {
+                      float* v_opacities, float* v_means2d_abs) {
     lf_cpu::RasterArgs a = make_args(C, N, width, height, tile_size, tile_w, tile_h, M, ch, means2d, conics, colors,
                                      opacities, radii, backgrounds, offsets, flatten_ids);
-    lf_cpu::rasterize_bwd(a, T_final, last_ids, v_out, v_alphas, v_means2d, v_conics, v_colors, v_opacities);
+    lf_cpu::rasterize_bwd(a, T_final, last_ids, v_out, v_alphas, v_means2d, v_conics, v_colors, v_opacities,
+                          v_means2d_abs);
 }
 
 }  // extern "C"

@@ -53,7 +53,10 @@ void rasterize_fwd(const RasterArgs& a, float* out_colors, float* T_final, int32
 
 // Backward: gradients written into v_means2d [C*N,2], v_conics [C*N,3],
 // v_colors [C*N,ch_total], v_opacities [C*N].  v_alphas may be nullptr.
+// v_means2d_abs [C*N,2] (nullable): the sum over pixels of |each pixel's share
+// of the v_means2d gradient| (AbsGS, gsplat's absgrad).
 void rasterize_bwd(const RasterArgs& a, const float* T_final, const int32_t* last_ids, const float* v_out,
-                   const float* v_alphas, float* v_means2d, float* v_conics, float* v_colors, float* v_opacities);
+                   const float* v_alphas, float* v_means2d, float* v_conics, float* v_colors, float* v_opacities,
+                   float* v_means2d_abs);
 
 }  // namespace lf_cpu

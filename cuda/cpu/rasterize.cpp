@@ -385,13 +385,16 @@ void fwd_chunk(const RasterArgs& a, const Splat* splats, int ch_off, int valid, 
     }
 }
 
-// Per-Gaussian gradient slot layout in the accumulation buffers.
-constexpr int kGeo = 6;  // mean2d (2), conic (3), opacity (1)
+// Per-Gaussian gradient slot layout in the accumulation buffers: mean2d (2),
+// conic (3), opacity (1), then the colours.  |mean2d| (AbsGS, 2 slots) has
+// buffers of its own, only when asked for.
+constexpr int kGeo = 6;
 
 template <int CH, int TS>
 void bwd_chunk(const RasterArgs& a, const Splat* splats, int ch_off, int valid, bool use_valpha, const float* T_final,
                const int32_t* last_ids, const float* v_out, const float* v_alphas, float* v_means2d, float* v_conics,
-               float* v_colors, float* v_opacities) {
+               float* v_colors, float* v_opacities, float* v_means2d_abs) {
+    const bool want_abs = v_means2d_abs != nullptr;
     const int64_t n_buckets = (int64_t)a.C * a.tile_w * a.tile_h;
     const int ts = TS ? TS : a.tile_size;
     const int max_px = ts * ts;
@@ -404,9 +407,14 @@ void bwd_chunk(const RasterArgs& a, const Splat* splats, int ch_off, int valid, 
     const bool private_bufs = (double)nt * CN * S * sizeof(float) <= 1.0e9;
     std::vector<float> bufs(private_bufs ? (size_t)nt * CN * S : 0, 0.f);
     std::vector<float> shared_buf(private_bufs ? 0 : (size_t)CN * S, 0.f);
+    // |mean2d| sums, per thread like the rest (written straight to the output with atomics otherwise).
+    std::vector<float> abs_bufs(want_abs && private_bufs ? (size_t)nt * CN * 2 : 0, 0.f);
 #pragma omp parallel num_threads(nt)
     {
         float* mybuf = private_bufs ? bufs.data() + (size_t)omp_get_thread_num() * CN * S : shared_buf.data();
+        float* myabs = !want_abs ? nullptr
+                       : private_bufs ? abs_bufs.data() + (size_t)omp_get_thread_num() * CN * 2
+                                      : v_means2d_abs;
         // SoA pixel state: T (running, back to front), final T, D = v_out . S
         // where S is the colour composited behind the current Gaussian (incl.
         // background), output cotangent, alpha cotangent, range end.  Only
@@ -474,6 +482,8 @@ void bwd_chunk(const RasterArgs& a, const Splat* splats, int ch_off, int valid, 
                 // lanes in every row was a quarter of the backward.
                 float part[S * kVec];
                 std::fill(part, part + S * kVec, 0.f);
+                float pabs[2 * kVec];
+                if (want_abs) std::fill(pabs, pabs + 2 * kVec, 0.f);
                 float* const pgeo = part;                // slots 0..5: mean2d, conic, opacity
                 float* const pcol = part + kGeo * kVec;  // slots 6..: colour channels
                 int nany = 0;
@@ -560,8 +570,36 @@ void bwd_chunk(const RasterArgs& a, const Splat* splats, int ch_off, int valid, 
                             pgeo[5 * kVec + j] += vis * gv;
                         }
                     }
+                    if (want_abs) {  // a separate pass: the loop above stays as it is without AbsGS
+                        for (int k0 = 0; k0 < n; k0 += kVec) {
+                            const int m = (TS % kVec == 0 && TS > 0) ? kVec : std::min(kVec, n - k0);
+#pragma omp simd
+                            for (int j = 0; j < m; ++j) {
+                                const int k = k0 + j;
+                                const float dx = ((float)(ubase + k) + 0.5f) - mx;
+                                const float vis = visrow[k];
+                                float gv = o * vis <= lf::ALPHA_MAX ? varow[k] : 0.f;
+                                gv = okrow[k] != 0.f ? gv : 0.f;
+                                const float vs = -o * vis * gv;
+                                pabs[0 * kVec + j] += fabsf(vs * (A * dx + B * dy));
+                                pabs[1 * kVec + j] += fabsf(vs * (B * dx + Cc * dy));
+                            }
+                        }
+                    }
                 }
                 if (nany == 0) continue;
+                if (want_abs) {
+                    float av[2];
+                    lane_sums<2>(pabs, av);
+                    for (int k = 0; k < 2; ++k) {
+                        if (private_bufs) {
+                            myabs[2 * (size_t)g + k] += av[k];
+                        } else {
+#pragma omp atomic
+                            myabs[2 * (size_t)g + k] += av[k];
+                        }
+                    }
+                }
                 float vals[S];
                 lane_sums<S>(part, vals);
                 float* dst = mybuf + (size_t)g * S;
@@ -589,6 +627,9 @@ void bwd_chunk(const RasterArgs& a, const Splat* splats, int ch_off, int valid, 
         v_means2d[2 * g] += sum[0]; v_means2d[2 * g + 1] += sum[1];
         v_conics[3 * g] += sum[2]; v_conics[3 * g + 1] += sum[3]; v_conics[3 * g + 2] += sum[4];
         v_opacities[g] += sum[5];
+        if (want_abs && private_bufs)
+            for (int k = 0; k < 2; ++k)
+                for (int tt = 0; tt < nb; ++tt) v_means2d_abs[2 * g + k] += abs_bufs[((size_t)tt * CN + g) * 2 + k];
         float* vc = v_colors + g * a.ch_total + ch_off;
         for (int c = 0; c < valid; ++c) vc[c] = sum[kGeo + c];
     }
@@ -616,28 +657,34 @@ void rasterize_fwd(const RasterArgs& a, float* out_colors, float* T_final, int32
 }
 
 void rasterize_bwd(const RasterArgs& a, const float* T_final, const int32_t* last_ids, const float* v_out,
-                   const float* v_alphas, float* v_means2d, float* v_conics, float* v_colors, float* v_opacities) {
+                   const float* v_alphas, float* v_means2d, float* v_conics, float* v_colors, float* v_opacities,
+                   float* v_means2d_abs) {
     const int64_t CN = (int64_t)a.C * a.N;
     std::memset(v_means2d, 0, sizeof(float) * CN * 2);
+    if (v_means2d_abs) std::memset(v_means2d_abs, 0, sizeof(float) * CN * 2);
     std::memset(v_conics, 0, sizeof(float) * CN * 3);
     std::memset(v_opacities, 0, sizeof(float) * CN);
     const Splat* splats = build_splats(a);
     if (a.ch_total == 0) {
         bwd_chunk<1, 0>(a, splats, 0, 0, true, T_final, last_ids, v_out, v_alphas, v_means2d, v_conics, v_colors,
-                        v_opacities);
+                        v_opacities, v_means2d_abs);
         return;
     }
     int off = 0;
     bool first = true;
     while (off < a.ch_total) {
         lf::Chunk ck = lf::next_chunk(a.ch_total - off);
-        // The alpha-output gradient is counted once, in the first chunk.
+        // The alpha-output gradient is counted once, in the first chunk.  Past
+        // 64 channels |mean2d| sums each chunk's share of a pixel's gradient
+        // separately (as gsplat's channel chunks do): exact up to 64.
         if (a.tile_size == 16) {
             LF_DISPATCH_WIDTH(ck.width, bwd_chunk<CH, 16>(a, splats, off, ck.valid, first, T_final, last_ids, v_out,
-                                                          v_alphas, v_means2d, v_conics, v_colors, v_opacities));
+                                                          v_alphas, v_means2d, v_conics, v_colors, v_opacities,
+                                                         v_means2d_abs));
         } else {
             LF_DISPATCH_WIDTH(ck.width, bwd_chunk<CH, 0>(a, splats, off, ck.valid, first, T_final, last_ids, v_out,
-                                                         v_alphas, v_means2d, v_conics, v_colors, v_opacities));
+                                                         v_alphas, v_means2d, v_conics, v_colors, v_opacities,
+                                                         v_means2d_abs));
         }
         off += ck.valid;
         first = false;

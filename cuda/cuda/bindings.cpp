@@ -146,7 +146,7 @@ std::vector<Tensor> rasterize_fwd(Tensor means2d, Tensor conics, Tensor colors, 
 std::vector<Tensor> rasterize_bwd(Tensor means2d, Tensor conics, Tensor colors, Tensor opacities, Tensor radii,
                                   c10::optional<Tensor> backgrounds, int64_t width, int64_t height, int64_t tile_size,
                                   Tensor offsets, Tensor flatten_ids, Tensor T_final, Tensor last_ids, Tensor v_out,
-                                  c10::optional<Tensor> v_alphas) {
+                                  c10::optional<Tensor> v_alphas, bool absgrad) {
     const c10::cuda::CUDAGuard guard(means2d.device());
     lf_cuda::RasterArgs a = make_args(means2d, conics, colors, opacities, radii, backgrounds, width, height,
                                       tile_size, offsets, flatten_ids);
@@ -158,10 +158,11 @@ std::vector<Tensor> rasterize_bwd(Tensor means2d, Tensor conics, Tensor colors, 
     }
     Tensor v_means2d = torch::zeros_like(means2d), v_conics = torch::zeros_like(conics);
     Tensor v_colors = torch::zeros_like(colors), v_opacities = torch::zeros_like(opacities);
+    Tensor v_abs = absgrad ? torch::zeros_like(means2d) : torch::Tensor();
     lf_cuda::rasterize_bwd(a, ptr<float>(T_final), ptr<int32_t>(last_ids), ptr<float>(v_out), va,
                            ptr<float>(v_means2d), ptr<float>(v_conics), ptr<float>(v_colors),
-                           ptr<float>(v_opacities), stream());
-    return {v_means2d, v_conics, v_colors, v_opacities};
+                           ptr<float>(v_opacities), absgrad ? ptr<float>(v_abs) : nullptr, stream());
+    return {v_means2d, v_conics, v_colors, v_opacities, v_abs};
 }
 
 }  // namespace

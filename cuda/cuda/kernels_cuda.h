@@ -58,8 +58,9 @@ struct RasterArgs {
 
 void rasterize_fwd(const RasterArgs& a, float* out_colors, float* T_final, int32_t* last_ids, cudaStream_t stream);
 // Gradient outputs must be zero-initialised (accumulated with atomics).
+// v_means2d_abs (nullable): sum over pixels of |each pixel's share of v_means2d| (AbsGS).
 void rasterize_bwd(const RasterArgs& a, const float* T_final, const int32_t* last_ids, const float* v_out,
                    const float* v_alphas, float* v_means2d, float* v_conics, float* v_colors, float* v_opacities,
-                   cudaStream_t stream);
+                   float* v_means2d_abs, cudaStream_t stream);
 
 }  // namespace lf_cuda

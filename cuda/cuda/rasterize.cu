@@ -127,7 +127,8 @@ __device__ inline float warp_sum(float x) {
 template <int CH>
 __global__ void rasterize_bwd_kernel(RasterArgs a, int ch_off, int valid, bool use_valpha, const float* T_final,
                                      const int32_t* last_ids, const float* v_out, const float* v_alphas,
-                                     float* v_means2d, float* v_conics, float* v_colors, float* v_opacities) {
+                                     float* v_means2d, float* v_conics, float* v_colors, float* v_opacities,
+                                     float* v_means2d_abs) {
     LF_DYN_SHARED(SharedGauss, batch);
     const TileThread t = tile_thread(a);
     const int cam = t.cam, u = t.u, v = t.v, tr = t.tr, block_size = t.block_size;
@@ -195,6 +196,9 @@ __global__ void rasterize_bwd_kernel(RasterArgs a, int ch_off, int valid, bool u
             }
             // Every lane takes part in the shuffles (no early exit above).
             if (!__any_sync(0xffffffffu, ok)) continue;
+            // AbsGS: each pixel's |share| of the mean gradient, summed like the rest.
+            const float ga0 = v_means2d_abs ? warp_sum(fabsf(gm0)) : 0.f;
+            const float ga1 = v_means2d_abs ? warp_sum(fabsf(gm1)) : 0.f;
             gm0 = warp_sum(gm0); gm1 = warp_sum(gm1);
             gc0 = warp_sum(gc0); gc1 = warp_sum(gc1); gc2 = warp_sum(gc2);
             go = warp_sum(go);
@@ -207,6 +211,10 @@ __global__ void rasterize_bwd_kernel(RasterArgs a, int ch_off, int valid, bool u
                 atomicAdd(v_conics + 3 * g + 1, gc1);
                 atomicAdd(v_conics + 3 * g + 2, gc2);
                 atomicAdd(v_opacities + g, go);
+                if (v_means2d_abs) {
+                    atomicAdd(v_means2d_abs + 2 * g, ga0);
+                    atomicAdd(v_means2d_abs + 2 * g + 1, ga1);
+                }
                 float* vc = v_colors + g * a.ch_total + ch_off;
                 for (int c = 0; c < CH; ++c)
                     if (c < valid) atomicAdd(vc + c, gcol[c]);
@@ -227,12 +235,13 @@ void launch_fwd(const RasterArgs& a, int off, int valid, float* out, float* T_fi
 template <int CH>
 void launch_bwd(const RasterArgs& a, int off, int valid, bool use_valpha, const float* T_final,
                 const int32_t* last_ids, const float* v_out, const float* v_alphas, float* v_means2d, float* v_conics,
-                float* v_colors, float* v_opacities, cudaStream_t stream) {
+                float* v_colors, float* v_opacities, float* v_means2d_abs, cudaStream_t stream) {
     const int threads = threads_per_tile(a.tile_size);
     dim3 grid(a.tile_w, a.tile_h, a.C), block(threads);
     const size_t shm = sizeof(SharedGauss) * threads;
     LF_LAUNCH(rasterize_bwd_kernel<CH>, grid, block, shm, stream)(a, off, valid, use_valpha, T_final, last_ids, v_out,
-                                                                  v_alphas, v_means2d, v_conics, v_colors, v_opacities);
+                                                                  v_alphas, v_means2d, v_conics, v_colors, v_opacities,
+                                                                  v_means2d_abs);
 }
 
 }  // namespace
@@ -253,11 +262,11 @@ void rasterize_fwd(const RasterArgs& a, float* out_colors, float* T_final, int32
 
 void rasterize_bwd(const RasterArgs& a, const float* T_final, const int32_t* last_ids, const float* v_out,
                    const float* v_alphas, float* v_means2d, float* v_conics, float* v_colors, float* v_opacities,
-                   cudaStream_t stream) {
+                   float* v_means2d_abs, cudaStream_t stream) {
     if (a.C == 0 || a.tile_w == 0 || a.tile_h == 0) return;
     if (a.ch_total == 0) {
         launch_bwd<1>(a, 0, 0, true, T_final, last_ids, v_out, v_alphas, v_means2d, v_conics, v_colors, v_opacities,
-                      stream);
+                      v_means2d_abs, stream);
         return;
     }
     int off = 0;
@@ -266,7 +275,8 @@ void rasterize_bwd(const RasterArgs& a, const float* T_final, const int32_t* las
         lf::Chunk ck = lf::next_chunk(a.ch_total - off);
         // The alpha-output gradient is counted once, in the first chunk.
         LF_DISPATCH_WIDTH(ck.width, launch_bwd<CH>(a, off, ck.valid, first, T_final, last_ids, v_out, v_alphas,
-                                                   v_means2d, v_conics, v_colors, v_opacities, stream));
+                                                   v_means2d, v_conics, v_colors, v_opacities, v_means2d_abs,
+                                                   stream));
         off += ck.valid;
         first = false;
     }

@@ -46,7 +46,7 @@ lf_cuda::RasterArgs make_args(int C, int N, int width, int height, int tile_size
 
 extern "C" {
 
-int lf_abi_version() { return 1; }
+int lf_abi_version() { return 2; }
 
 int lf_num_threads() { return 1; }
 
@@ -125,7 +125,7 @@ void lf_rasterize_bwd(int C, int N, int width, int height, int tile_size, int ti
                       const int32_t* radii, const float* backgrounds, const int32_t* offsets,
                       const int32_t* flatten_ids, const float* T_final, const int32_t* last_ids, const float* v_out,
                       const float* v_alphas, float* v_means2d, float* v_conics, float* v_colors,
-                      float* v_opacities) {
+                      float* v_opacities, float* v_means2d_abs) {
     guarded([&] {
         // The CUDA backward accumulates with atomics into zeroed outputs (bindings.cpp uses zeros_like).
         const int64_t CN = (int64_t)C * N;
@@ -133,10 +133,11 @@ void lf_rasterize_bwd(int C, int N, int width, int height, int tile_size, int ti
         if (v_conics) std::memset(v_conics, 0, sizeof(float) * 3 * CN);
         if (v_colors) std::memset(v_colors, 0, sizeof(float) * (size_t)ch * CN);
         if (v_opacities) std::memset(v_opacities, 0, sizeof(float) * CN);
+        if (v_means2d_abs) std::memset(v_means2d_abs, 0, sizeof(float) * 2 * CN);
         lf_cuda::RasterArgs a = make_args(C, N, width, height, tile_size, tile_w, tile_h, M, ch, means2d, conics,
                                           colors, opacities, radii, backgrounds, offsets, flatten_ids);
         lf_cuda::rasterize_bwd(a, T_final, last_ids, v_out, v_alphas, v_means2d, v_conics, v_colors, v_opacities,
-                               nullptr);
+                               v_means2d_abs, nullptr);
     });
 }
 

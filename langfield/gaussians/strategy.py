@@ -186,7 +186,7 @@ class DefaultStrategy:
             raise ValueError("means2d.grad is not kept: call step_pre_backward before loss.backward()")
         grad = getattr(means2d, "absgrad", None) if self.absgrad else means2d.grad
         if grad is None:
-            what = "means2d.absgrad (renderer must compute it)" if self.absgrad else "means2d.grad"
+            what = "means2d.absgrad (render with absgrad=True)" if self.absgrad else "means2d.grad"
             raise ValueError(f"{what} is missing: call step_pre_backward before loss.backward()")
         n = params["means"].shape[0]
         radii = info["radii"]

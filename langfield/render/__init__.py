@@ -75,6 +75,7 @@ def render(
     eps2d: float = 0.3,
     tile_size: int = 16,
     backend: str = "auto",
+    absgrad: bool = False,
 ) -> RenderOutput:
     """Render N activated Gaussians into C cameras (OpenCV axes, pixel centres at +0.5).
 
@@ -95,6 +96,8 @@ def render(
         near, far: depth culling planes; eps2d: screen-space blur added to cov2d.
         tile_size: tile edge in pixels (the result does not depend on it).
         backend: ``auto | torch | cpu | cuda`` (see ``langfield.render.backend``).
+        absgrad: the backward also sets ``means2d.absgrad`` [C, N, 2], the sum over
+            pixels of |each pixel's share of the means2d gradient| (AbsGS densification).
 
     Returns:
         ``RenderOutput`` with rgb [C,H,W,3], alpha [C,H,W,1], depth [C,H,W,1] or
@@ -202,6 +205,7 @@ def render(
         isect_offsets,
         flatten_ids,
         bg,
+        absgrad=absgrad,
     )
 
     # ---- split the channels back

@@ -30,10 +30,10 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "lf_isect_offset_encode": (None, [_L, _P, _I, _I, _I, _P]),
     # (C, N, W, H, tile, tile_w, tile_h) int, M int64, ch int, then pointers.
     "lf_rasterize_fwd": (None, [_I] * 7 + [_L, _I] + [_P] * 11),
-    "lf_rasterize_bwd": (None, [_I] * 7 + [_L, _I] + [_P] * 16),
+    "lf_rasterize_bwd": (None, [_I] * 7 + [_L, _I] + [_P] * 17),
 }
 
-ABI_VERSION = 1
+ABI_VERSION = 2  # 2: lf_rasterize_bwd takes v_means2d_abs
 
 
 def _ptr(t: Optional[torch.Tensor]) -> Optional[int]:
@@ -123,15 +123,17 @@ class CpuKernels:
         return out, T_final, last_ids
 
     def rasterize_bwd(self, means2d, conics, colors, opacities, radii, backgrounds, width, height, tile_size,
-                      offsets, flatten_ids, T_final, last_ids, v_out, v_alphas):
+                      offsets, flatten_ids, T_final, last_ids, v_out, v_alphas, absgrad=False):
+        """-> (v_means2d, v_conics, v_colors, v_opacities, v_means2d_abs or None)."""
         v_means2d, v_conics = torch.empty_like(means2d), torch.empty_like(conics)
         v_colors, v_opacities = torch.empty_like(colors), torch.empty_like(opacities)
+        v_abs = torch.empty_like(means2d) if absgrad else None
         self.lib.lf_rasterize_bwd(*self._geom(radii, width, height, tile_size, offsets, flatten_ids, colors),
                                   _ptr(means2d), _ptr(conics), _ptr(colors), _ptr(opacities), _ptr(radii),
                                   _ptr(backgrounds), _ptr(offsets), _ptr(flatten_ids), _ptr(T_final),
                                   _ptr(last_ids), _ptr(v_out), _ptr(v_alphas), _ptr(v_means2d), _ptr(v_conics),
-                                  _ptr(v_colors), _ptr(v_opacities))
-        return v_means2d, v_conics, v_colors, v_opacities
+                                  _ptr(v_colors), _ptr(v_opacities), _ptr(v_abs))
+        return v_means2d, v_conics, v_colors, v_opacities, v_abs
 
 
 class CudaKernels:
@@ -170,6 +172,7 @@ class CudaKernels:
                                           tile_size, offsets, flatten_ids))
 
     def rasterize_bwd(self, means2d, conics, colors, opacities, radii, backgrounds, width, height, tile_size,
-                      offsets, flatten_ids, T_final, last_ids, v_out, v_alphas):
-        return tuple(self.m.rasterize_bwd(means2d, conics, colors, opacities, radii, backgrounds, width, height,
-                                          tile_size, offsets, flatten_ids, T_final, last_ids, v_out, v_alphas))
+                      offsets, flatten_ids, T_final, last_ids, v_out, v_alphas, absgrad=False):
+        out = self.m.rasterize_bwd(means2d, conics, colors, opacities, radii, backgrounds, width, height, tile_size,
+                                   offsets, flatten_ids, T_final, last_ids, v_out, v_alphas, bool(absgrad))
+        return tuple(out[:4]) + ((out[4] if absgrad else None),)

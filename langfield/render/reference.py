@@ -251,6 +251,26 @@ def isect_offset_encode(isect_ids: Tensor, C: int, tile_width: int, tile_height:
 # --------------------------------------------------------------------------- compositing
 
 
+class _AbsGradTap(torch.autograd.Function):
+    """A tile's 2D means [G, 2] repeated for each of its P pixels -> [P, G, 2].
+
+    The identity for the forward; the backward gets each pixel's own share of
+    the means' gradient, returns their sum (the ordinary gradient) and adds
+    the sum of their absolute values into ``sink[ids]``: the AbsGS statistic
+    (Ye et al. 2024) that gsplat returns as ``means2d.absgrad``.
+    """
+
+    @staticmethod
+    def forward(ctx, means: Tensor, n_pix: int, sink: Tensor, ids: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.sink, ctx.ids = sink, ids
+        return means[None].expand(n_pix, -1, -1).clone()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        ctx.sink.index_add_(0, ctx.ids, grad.abs().sum(0).to(ctx.sink.dtype))
+        return grad.sum(0), None, None, None
+
+
 def _composite_tile(
     px: Tensor,
     py: Tensor,
@@ -262,20 +282,22 @@ def _composite_tile(
 ) -> tuple[Tensor, Tensor]:
     """Front-to-back compositing of depth-sorted Gaussians at pixel centres ``(px, py)`` [P].
 
-    Inputs are the tile's Gaussians in compositing order.  Returns the
-    accumulated channels [P, ch] and the final transmittance [P].
+    Inputs are the tile's Gaussians in compositing order; ``means2d`` is
+    [G, 2], or [P, G, 2] with a copy per pixel (see ``_AbsGradTap``).
+    Returns the accumulated channels [P, ch] and the final transmittance [P].
     """
     n_pix = px.shape[0]
+    m = means2d if means2d.dim() == 3 else means2d[None]
     acc = colors.new_zeros(n_pix, colors.shape[-1])
     t_final = px.new_ones(n_pix)  # T over the Gaussians actually added
     # T over every used Gaussian, *including* the one that triggers the stop:
     # it decides the stop rule and is monotone, so "T_next >= T_MIN" marks
     # exactly the Gaussians before the first stop, across chunks too.
     t_run = px.new_ones(n_pix)
-    for k in range(0, means2d.shape[0], CHUNK):
+    for k in range(0, m.shape[1], CHUNK):
         sl = slice(k, k + CHUNK)
-        dx = px[:, None] - means2d[None, sl, 0]  # [P, G]
-        dy = py[:, None] - means2d[None, sl, 1]
+        dx = px[:, None] - m[:, sl, 0]  # [P, G]
+        dy = py[:, None] - m[:, sl, 1]
         r = radii[None, sl]
         in_box = (r > 0) & (dx.abs() <= r) & (dy.abs() <= r)
         con = conics[sl]
@@ -309,8 +331,14 @@ def rasterize_to_pixels(
     isect_offsets: Tensor,
     flatten_ids: Tensor,
     backgrounds: Optional[Tensor] = None,
+    absgrad: bool = False,
 ) -> tuple[Tensor, Tensor]:
-    """Composite every tile's sorted Gaussians: -> colours [C,H,W,ch], alphas [C,H,W,1]."""
+    """Composite every tile's sorted Gaussians: -> colours [C,H,W,ch], alphas [C,H,W,1].
+
+    ``absgrad``: the backward also fills ``means2d.absgrad`` [C, N, 2] with
+    the sum over pixels of the absolute value of each pixel's share of the
+    means2d gradient (AbsGS), set here to zeros and filled by the backward.
+    """
     n_cams, n = means2d.shape[:2]
     ch = colors.shape[-1]
     tile_height, tile_width = isect_offsets.shape[1:]
@@ -326,6 +354,10 @@ def rasterize_to_pixels(
 
     out = colors.new_zeros(n_cams, height, width, ch)
     trans = colors.new_ones(n_cams, height, width)
+    sink = None
+    if absgrad:
+        sink = means_f.new_zeros(n_cams * n, 2).detach()
+        means2d.absgrad = sink.view(n_cams, n, 2)
     for c in range(n_cams):
         for ty in range(tile_height):
             for tx in range(tile_width):
@@ -341,8 +373,11 @@ def rasterize_to_pixels(
                 xs = torch.arange(x_lo, x_hi, device=colors.device, dtype=colors.dtype) + 0.5
                 py, px = torch.meshgrid(ys, xs, indexing="ij")
                 g = ids[start:end]
+                m = means_f[g]
+                if sink is not None:
+                    m = _AbsGradTap.apply(m, px.numel(), sink, g)
                 acc, t_fin = _composite_tile(
-                    px.reshape(-1), py.reshape(-1), means_f[g], conics_f[g], colors_f[g], opac_f[g], radii_f[g]
+                    px.reshape(-1), py.reshape(-1), m, conics_f[g], colors_f[g], opac_f[g], radii_f[g]
                 )
                 out[c, y_lo:y_hi, x_lo:x_hi] = acc.reshape(y_hi - y_lo, x_hi - x_lo, ch)
                 trans[c, y_lo:y_hi, x_lo:x_hi] = t_fin.reshape(y_hi - y_lo, x_hi - x_lo)

@@ -147,6 +147,7 @@ class Trainer:
         out = render_params(
             self.params, view, sh_degree=cfg.active_sh_degree(step), background=bg,
             backend=cfg.backend, render_depth=depth_on, features=features,
+            absgrad=bool(getattr(self.strategy, "absgrad", False)),
         )
         info = {
             "means2d": out.means2d,

@@ -32,10 +32,12 @@ def render_params(
     backend: str = "auto",
     render_depth: bool = True,
     features: Optional[torch.Tensor] = None,
+    absgrad: bool = False,
 ) -> RenderOutput:
     """Render one view of the Gaussians (differentiable when called with grad enabled).
 
-    ``features`` [N, C] (e.g. the latents) are composited in the same pass into ``out.features``.
+    ``features`` [N, C] (e.g. the latents) are composited in the same pass into ``out.features``;
+    ``absgrad`` makes the backward fill ``out.means2d.absgrad`` (AbsGS densification).
     """
     from langfield.render import render
 
@@ -55,4 +57,5 @@ def render_params(
         render_depth=render_depth,
         features=features,
         backend=backend,
+        absgrad=absgrad,
     )

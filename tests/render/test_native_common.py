@@ -166,3 +166,26 @@ def assert_grad_close(name: str, got: Optional[torch.Tensor], want: Optional[tor
     err = (got - want).abs()
     assert float(err.max()) <= rel * scale, f"{name}: max err {float(err.max()):.3g} > {rel} * {scale:.3g}"
     assert float((got - want).norm()) <= rel * float(want.norm()), f"{name}: norm err too large"
+
+
+def absgrad_of(mod, s: Scene, seed: int = 11, tile_size: int = TILE, absgrad: bool = True):
+    """(means2d.absgrad or None, means2d.grad) after the backward of a random cotangent (AbsGS statistic)."""
+    ls = leaf_scene(s)
+    tile = tile_size
+    C = s.viewmats.shape[0]
+    radii, means2d, depths, conics = mod.project_gaussians(ls.means, ls.quats, ls.scales, ls.viewmats, ls.Ks,
+                                                           s.width, s.height)
+    means2d.retain_grad()
+    cols = torch.cat([ls.sh[None, :, 0, :].expand(C, -1, -1) + 0.5, depths[..., None],
+                      ls.features[None].expand(C, -1, -1)], -1)
+    tw, th = (s.width + tile - 1) // tile, (s.height + tile - 1) // tile
+    _, ids, flat = mod.isect_tiles(means2d, radii, depths, tile, tw, th)
+    offsets = mod.isect_offset_encode(ids, C, tw, th)
+    out, alpha = mod.rasterize_to_pixels(means2d, conics, cols, ls.opacities[None].expand(C, -1), radii, s.width,
+                                         s.height, tile, offsets, flat, absgrad=absgrad)
+    g = torch.Generator().manual_seed(seed)
+    v = torch.randn(out.shape, generator=g).to(out.device)
+    va = torch.randn(alpha.shape, generator=g).to(out.device)
+    ((out * v).sum() + (alpha * va).sum()).backward()
+    a = getattr(means2d, "absgrad", None)
+    return (None if a is None else a.detach().cpu()), means2d.grad.detach().cpu()

@@ -28,6 +28,7 @@ import langfield_test_native_common as _common  # registered by tests/render/con
 
 TILE, assert_grad_close, grads_of = _common.TILE, _common.assert_grad_close, _common.grads_of
 make_scene, render_with = _common.make_scene, _common.render_with
+absgrad_of = _common.absgrad_of
 
 pytestmark = pytest.mark.skipif(not native.available("cpu"), reason=f"native CPU kernels: {native.build_error('cpu')}")
 
@@ -223,6 +224,25 @@ def test_backward_background_and_edge_cases():
         assert_grad_close(k, g_nat[k], g_ref[k], REL_GEOM if k in GEOM_KEYS else REL_RASTER)
     torch.testing.assert_close(bg2.grad, bg.grad, rtol=1e-4, atol=1e-4)
     assert float(g_nat["means"][0].abs().max()) == 0.0  # culled: no gradient
+
+
+@pytest.mark.parametrize("tile_size", [16, 12])
+def test_absgrad_matches_reference(tile_size):
+    s = make_scene(200, seed=52, n_cams=2, width=37, height=29, n_features=6)
+    a_ref, g_ref = absgrad_of(ref, s, tile_size=tile_size)
+    a_nat, g_nat = absgrad_of(native, s, tile_size=tile_size)
+    assert_grad_close("absgrad", a_nat, a_ref, REL_RASTER)
+    assert_grad_close("means2d", g_nat, g_ref, REL_RASTER)
+    assert float((a_ref - g_ref.abs()).max()) > 0  # a statistic of its own, not |grad|
+
+
+def test_absgrad_leaves_the_gradients_unchanged_and_is_off_by_default():
+    s = make_scene(120, seed=53, n_features=3)
+    a_off, g_off = absgrad_of(native, s, absgrad=False)
+    a_on, g_on = absgrad_of(native, s)
+    assert a_off is None  # not asked for: no attribute
+    assert torch.equal(g_on, g_off)
+    assert a_on.shape == (1, 120, 2) and float(a_on.max()) > 0
 
 
 def test_means2d_grad_and_radii_for_densification():

@@ -256,6 +256,15 @@ def test_means2d_grad_and_radii_for_densification(target):
     assert float(means2d.grad[0][visible].abs().sum()) > 0
 
 
+@pytest.mark.parametrize("tile_size", [16, 12])
+def test_absgrad_matches_reference(target, tile_size):
+    s = make_scene(200, seed=52, n_cams=2, width=37, height=29, n_features=6)
+    a_ref, g_ref = _common.absgrad_of(ref(), s, tile_size=tile_size)
+    a_nat, g_nat = _common.absgrad_of(target.native, s.to(target.device), tile_size=tile_size)
+    assert_grad_close("absgrad", a_nat, a_ref, REL_RASTER)
+    assert_grad_close("means2d", g_nat, g_ref, REL_RASTER)
+
+
 def test_agrees_with_reference_on_a_larger_scene(target):
     """Many Gaussians per tile: several shared-memory batches per tile and early termination."""
     s = make_scene(1500, seed=70, width=48, height=40, n_features=16, scale_range=(0.1, 0.5))
