@@ -4,6 +4,7 @@
 // the GIL during each call.  Python allocates every output tensor.
 #include <cstdint>
 
+#include "../include/langfield_raster_args.h"
 #include "kernels_cpu.h"
 
 extern "C" {
@@ -51,25 +52,13 @@ void lf_isect_offset_encode(int64_t M, const int64_t* isect_ids, int C, int tile
     lf_cpu::isect_offset_encode(M, isect_ids, C, tile_w, tile_h, offsets);
 }
 
-static lf_cpu::RasterArgs make_args(int C, int N, int width, int height, int tile_size, int tile_w, int tile_h,
-                                    int64_t M, int ch, const float* means2d, const float* conics, const float* colors,
-                                    const float* opacities, const int32_t* radii, const float* backgrounds,
-                                    const int32_t* offsets, const int32_t* flatten_ids) {
-    lf_cpu::RasterArgs a;
-    a.C = C; a.N = N; a.width = width; a.height = height;
-    a.tile_size = tile_size; a.tile_w = tile_w; a.tile_h = tile_h;
-    a.M = M; a.ch_total = ch;
-    a.means2d = means2d; a.conics = conics; a.colors = colors; a.opacities = opacities;
-    a.radii = radii; a.backgrounds = backgrounds; a.offsets = offsets; a.flatten_ids = flatten_ids;
-    return a;
-}
 
 void lf_rasterize_fwd(int C, int N, int width, int height, int tile_size, int tile_w, int tile_h, int64_t M, int ch,
                       const float* means2d, const float* conics, const float* colors, const float* opacities,
                       const int32_t* radii, const float* backgrounds, const int32_t* offsets,
                       const int32_t* flatten_ids, float* out_colors, float* T_final, int32_t* last_ids) {
-    lf_cpu::RasterArgs a = make_args(C, N, width, height, tile_size, tile_w, tile_h, M, ch, means2d, conics, colors,
-                                     opacities, radii, backgrounds, offsets, flatten_ids);
+    const auto a = lf::make_raster_args<lf_cpu::RasterArgs>(C, N, width, height, tile_size, tile_w, tile_h, M, ch,
+        means2d, conics, colors, opacities, radii, backgrounds, offsets, flatten_ids);
     lf_cpu::rasterize_fwd(a, out_colors, T_final, last_ids);
 }
 
@@ -79,8 +68,8 @@ void lf_rasterize_bwd(int C, int N, int width, int height, int tile_size, int ti
                       const int32_t* flatten_ids, const float* T_final, const int32_t* last_ids, const float* v_out,
                       const float* v_alphas, float* v_means2d, float* v_conics, float* v_colors,
                       float* v_opacities, float* v_means2d_abs) {
-    lf_cpu::RasterArgs a = make_args(C, N, width, height, tile_size, tile_w, tile_h, M, ch, means2d, conics, colors,
-                                     opacities, radii, backgrounds, offsets, flatten_ids);
+    const auto a = lf::make_raster_args<lf_cpu::RasterArgs>(C, N, width, height, tile_size, tile_w, tile_h, M, ch,
+        means2d, conics, colors, opacities, radii, backgrounds, offsets, flatten_ids);
     lf_cpu::rasterize_bwd(a, T_final, last_ids, v_out, v_alphas, v_means2d, v_conics, v_colors, v_opacities,
                           v_means2d_abs);
 }

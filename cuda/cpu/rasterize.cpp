@@ -385,6 +385,14 @@ void fwd_chunk(const RasterArgs& a, const Splat* splats, int ch_off, int valid, 
     }
 }
 
+// The alpha gradient of a lane as it reaches the Gaussian's opacity and
+// sigma: alpha = min(0.99, o vis) passes no gradient through the clamp, and
+// lanes that took no part (ok == 0) pass none at all.
+inline float lane_v_alpha(float o, float vis, float v_alpha, float ok) {
+    const float gv = o * vis <= lf::ALPHA_MAX ? v_alpha : 0.f;
+    return ok != 0.f ? gv : 0.f;
+}
+
 // Per-Gaussian gradient slot layout in the accumulation buffers: mean2d (2),
 // conic (3), opacity (1), then the colours.  |mean2d| (AbsGS, 2 slots) has
 // buffers of its own, only when asked for.
@@ -557,10 +565,7 @@ void bwd_chunk(const RasterArgs& a, const Splat* splats, int ch_off, int valid, 
                         for (int j = 0; j < m; ++j) {
                             const int k = k0 + j;
                             const float dx = ((float)(ubase + k) + 0.5f) - mx;
-                            const float vis = visrow[k];
-                            // alpha = min(0.99, o vis): no gradient through the clamp.
-                            float gv = o * vis <= lf::ALPHA_MAX ? varow[k] : 0.f;
-                            gv = okrow[k] != 0.f ? gv : 0.f;
+                            const float vis = visrow[k], gv = lane_v_alpha(o, vis, varow[k], okrow[k]);
                             const float vs = -o * vis * gv;
                             pgeo[0 * kVec + j] -= vs * (A * dx + B * dy);
                             pgeo[1 * kVec + j] -= vs * (B * dx + Cc * dy);
@@ -578,9 +583,7 @@ void bwd_chunk(const RasterArgs& a, const Splat* splats, int ch_off, int valid, 
                                 const int k = k0 + j;
                                 const float dx = ((float)(ubase + k) + 0.5f) - mx;
                                 const float vis = visrow[k];
-                                float gv = o * vis <= lf::ALPHA_MAX ? varow[k] : 0.f;
-                                gv = okrow[k] != 0.f ? gv : 0.f;
-                                const float vs = -o * vis * gv;
+                                const float vs = -o * vis * lane_v_alpha(o, vis, varow[k], okrow[k]);
                                 pabs[0 * kVec + j] += fabsf(vs * (A * dx + B * dy));
                                 pabs[1 * kVec + j] += fabsf(vs * (B * dx + Cc * dy));
                             }

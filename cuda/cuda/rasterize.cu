@@ -42,6 +42,7 @@ struct TileThread {
     int cam, u, v, tr, block_size;
     bool inside;
     int64_t start, end;
+    float px, py;  // pixel centre
 };
 
 __host__ __device__ inline int threads_per_tile(int tile_size) { return (tile_size * tile_size + 31) / 32 * 32; }
@@ -59,6 +60,8 @@ __device__ inline TileThread tile_thread(const RasterArgs& a) {
     const int64_t tile_id = ((int64_t)t.cam * a.tile_h + blockIdx.y) * a.tile_w + blockIdx.x;
     t.start = a.offsets[tile_id];
     t.end = tile_end(a, tile_id);
+    t.px = (float)t.u + 0.5f;
+    t.py = (float)t.v + 0.5f;
     return t;
 }
 
@@ -76,25 +79,21 @@ __global__ void rasterize_fwd_kernel(RasterArgs a, int ch_off, int valid, float*
                                      int32_t* last_ids) {
     LF_DYN_SHARED(SharedGauss, batch);
     const TileThread t = tile_thread(a);
-    const int cam = t.cam, u = t.u, v = t.v, tr = t.tr, block_size = t.block_size;
-    const bool inside = t.inside;
-    const int64_t start = t.start, end = t.end;
-    const float px = (float)u + 0.5f, py = (float)v + 0.5f;
 
     float T = 1.f;
     float acc[CH];
     for (int c = 0; c < CH; ++c) acc[c] = 0.f;
-    int64_t last = start;
-    bool done = !inside;
-    for (int64_t b = start; b < end; b += block_size) {
-        if (__syncthreads_count(done) == block_size) break;
-        if (b + tr < end) batch[tr] = load_gauss(a, b + tr);
+    int64_t last = t.start;
+    bool done = !t.inside;
+    for (int64_t b = t.start; b < t.end; b += t.block_size) {
+        if (__syncthreads_count(done) == t.block_size) break;
+        if (b + t.tr < t.end) batch[t.tr] = load_gauss(a, b + t.tr);
         __syncthreads();
-        const int n = (int)min((int64_t)block_size, end - b);
+        const int n = (int)min((int64_t)t.block_size, t.end - b);
         for (int j = 0; j < n && !done; ++j) {
             const SharedGauss s = batch[j];
             float vis, dx, dy;
-            const float alpha = pixel_alpha(s, px, py, &vis, &dx, &dy);
+            const float alpha = pixel_alpha(s, t.px, t.py, &vis, &dx, &dy);
             if (alpha == 0.f) continue;
             const float Tn = T * (1.f - alpha);
             if (Tn < lf::T_MIN) {
@@ -109,9 +108,9 @@ __global__ void rasterize_fwd_kernel(RasterArgs a, int ch_off, int valid, float*
         }
         __syncthreads();
     }
-    if (!inside) return;
-    const int64_t pix = ((int64_t)cam * a.height + v) * a.width + u;
-    const float* bg = a.backgrounds ? a.backgrounds + (int64_t)cam * a.ch_total + ch_off : nullptr;
+    if (!t.inside) return;
+    const int64_t pix = ((int64_t)t.cam * a.height + t.v) * a.width + t.u;
+    const float* bg = a.backgrounds ? a.backgrounds + (int64_t)t.cam * a.ch_total + ch_off : nullptr;
     float* op = out + pix * a.ch_total + ch_off;
     for (int c = 0; c < CH; ++c)
         if (c < valid) op[c] = acc[c] + (bg ? T * bg[c] : 0.f);
@@ -131,47 +130,43 @@ __global__ void rasterize_bwd_kernel(RasterArgs a, int ch_off, int valid, bool u
                                      float* v_means2d_abs) {
     LF_DYN_SHARED(SharedGauss, batch);
     const TileThread t = tile_thread(a);
-    const int cam = t.cam, u = t.u, v = t.v, tr = t.tr, block_size = t.block_size;
-    const bool inside = t.inside;
-    const int64_t start = t.start, end = t.end;
-    const float px = (float)u + 0.5f, py = (float)v + 0.5f;
-    const int64_t pix = ((int64_t)cam * a.height + (inside ? v : 0)) * a.width + (inside ? u : 0);
+    const int64_t pix = ((int64_t)t.cam * a.height + (t.inside ? t.v : 0)) * a.width + (t.inside ? t.u : 0);
 
-    const float Tf = inside ? T_final[pix] : 1.f;
+    const float Tf = t.inside ? T_final[pix] : 1.f;
     float T = Tf;
-    const int64_t last = inside ? (int64_t)last_ids[pix] : start;
+    const int64_t last = t.inside ? (int64_t)last_ids[pix] : t.start;
     // The alpha gradient needs the colour composited behind each Gaussian, S,
     // only through D = v_out . S, so one scalar is kept instead of CH registers.
     float vo[CH];
     float D = 0.f;
-    const float* bg = a.backgrounds ? a.backgrounds + (int64_t)cam * a.ch_total + ch_off : nullptr;
+    const float* bg = a.backgrounds ? a.backgrounds + (int64_t)t.cam * a.ch_total + ch_off : nullptr;
     for (int c = 0; c < CH; ++c) {
-        vo[c] = (inside && c < valid) ? v_out[pix * a.ch_total + ch_off + c] : 0.f;
+        vo[c] = (t.inside && c < valid) ? v_out[pix * a.ch_total + ch_off + c] : 0.f;
         if (bg && c < valid) D += vo[c] * Tf * bg[c];
     }
-    const float va = (inside && use_valpha && v_alphas) ? v_alphas[pix] : 0.f;
-    const int lane = tr % 32;
+    const float va = (t.inside && use_valpha && v_alphas) ? v_alphas[pix] : 0.f;
+    const int lane = t.tr % 32;
 
     // Block-wide end of contributions: max of the pixels' ranges.
     __shared__ int64_t block_last;
-    if (tr == 0) block_last = start;
+    if (t.tr == 0) block_last = t.start;
     __syncthreads();
-    if (inside) atomicMax((unsigned long long*)&block_last, (unsigned long long)last);
+    if (t.inside) atomicMax((unsigned long long*)&block_last, (unsigned long long)last);
     __syncthreads();
     const int64_t bend = block_last;
 
-    for (int64_t hi = bend; hi > start; hi -= block_size) {
-        const int64_t lo = hi - block_size > start ? hi - block_size : start;
+    for (int64_t hi = bend; hi > t.start; hi -= t.block_size) {
+        const int64_t lo = hi - t.block_size > t.start ? hi - t.block_size : t.start;
         __syncthreads();
         // batch[k] holds isect hi-1-k (back to front).
-        if (hi - 1 - tr >= lo) batch[tr] = load_gauss(a, hi - 1 - tr);
+        if (hi - 1 - t.tr >= lo) batch[t.tr] = load_gauss(a, hi - 1 - t.tr);
         __syncthreads();
         const int n = (int)(hi - lo);
         for (int j = 0; j < n; ++j) {
             const int64_t i = hi - 1 - j;
             const SharedGauss s = batch[j];
             float vis = 0.f, dx = 0.f, dy = 0.f;
-            float alpha = i < last ? pixel_alpha(s, px, py, &vis, &dx, &dy) : 0.f;
+            float alpha = i < last ? pixel_alpha(s, t.px, t.py, &vis, &dx, &dy) : 0.f;
             const bool ok = alpha > 0.f;
             float gcol[CH];
             float gm0 = 0.f, gm1 = 0.f, gc0 = 0.f, gc1 = 0.f, gc2 = 0.f, go = 0.f;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "../cuda/kernels_cuda.h"
+#include "../include/langfield_raster_args.h"
 
 namespace {
 
@@ -29,18 +30,6 @@ void guarded(F&& f) {
     }
 }
 
-lf_cuda::RasterArgs make_args(int C, int N, int width, int height, int tile_size, int tile_w, int tile_h, int64_t M,
-                              int ch, const float* means2d, const float* conics, const float* colors,
-                              const float* opacities, const int32_t* radii, const float* backgrounds,
-                              const int32_t* offsets, const int32_t* flatten_ids) {
-    lf_cuda::RasterArgs a;
-    a.C = C; a.N = N; a.width = width; a.height = height;
-    a.tile_size = tile_size; a.tile_w = tile_w; a.tile_h = tile_h;
-    a.M = M; a.ch_total = ch;
-    a.means2d = means2d; a.conics = conics; a.colors = colors; a.opacities = opacities;
-    a.radii = radii; a.backgrounds = backgrounds; a.offsets = offsets; a.flatten_ids = flatten_ids;
-    return a;
-}
 
 }  // namespace
 
@@ -114,8 +103,8 @@ void lf_rasterize_fwd(int C, int N, int width, int height, int tile_size, int ti
                       const int32_t* radii, const float* backgrounds, const int32_t* offsets,
                       const int32_t* flatten_ids, float* out_colors, float* T_final, int32_t* last_ids) {
     guarded([&] {
-        lf_cuda::RasterArgs a = make_args(C, N, width, height, tile_size, tile_w, tile_h, M, ch, means2d, conics,
-                                          colors, opacities, radii, backgrounds, offsets, flatten_ids);
+        const auto a = lf::make_raster_args<lf_cuda::RasterArgs>(C, N, width, height, tile_size, tile_w, tile_h, M, ch,
+            means2d, conics, colors, opacities, radii, backgrounds, offsets, flatten_ids);
         lf_cuda::rasterize_fwd(a, out_colors, T_final, last_ids, nullptr);
     });
 }
@@ -134,8 +123,8 @@ void lf_rasterize_bwd(int C, int N, int width, int height, int tile_size, int ti
         if (v_colors) std::memset(v_colors, 0, sizeof(float) * (size_t)ch * CN);
         if (v_opacities) std::memset(v_opacities, 0, sizeof(float) * CN);
         if (v_means2d_abs) std::memset(v_means2d_abs, 0, sizeof(float) * 2 * CN);
-        lf_cuda::RasterArgs a = make_args(C, N, width, height, tile_size, tile_w, tile_h, M, ch, means2d, conics,
-                                          colors, opacities, radii, backgrounds, offsets, flatten_ids);
+        const auto a = lf::make_raster_args<lf_cuda::RasterArgs>(C, N, width, height, tile_size, tile_w, tile_h, M, ch,
+            means2d, conics, colors, opacities, radii, backgrounds, offsets, flatten_ids);
         lf_cuda::rasterize_bwd(a, T_final, last_ids, v_out, v_alphas, v_means2d, v_conics, v_colors, v_opacities,
                                v_means2d_abs, nullptr);
     });
