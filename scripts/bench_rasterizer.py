@@ -131,8 +131,6 @@ def interleaved_ratio(native_fn: Callable[[], None], reference_fn: Callable[[], 
 
 
 def bench_projection(n: int, width: int, height: int, repeats: int) -> dict:
-    from gsplat.cuda._torch_impl import _fully_fused_projection, _quat_scale_to_covar_preci
-
     s = make_scene(n, width, height, 1, "cpu")
     args = (s["means"], s["quats"], s["scales"], s["viewmats"], s["Ks"], width, height)
     res = {
@@ -142,12 +140,14 @@ def bench_projection(n: int, width: int, height: int, repeats: int) -> dict:
     }
 
     def gs() -> None:
+        from gsplat.cuda._torch_impl import _fully_fused_projection, _quat_scale_to_covar_preci
+
         covars, _ = _quat_scale_to_covar_preci(s["quats"], s["scales"], compute_preci=False)
         _fully_fused_projection(s["means"], covars, s["viewmats"], s["Ks"], width, height)
 
     try:
         res["gsplat_torch_ms"] = timeit(gs, repeats, "cpu")
-    except Exception as exc:  # gsplat's private API may move between versions
+    except Exception as exc:  # gsplat missing, or its private API moved between versions
         res["gsplat_torch_error"] = f"{type(exc).__name__}: {exc}"
     return res
 
