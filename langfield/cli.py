@@ -34,8 +34,6 @@ SceneArg = _pos("SCENE")
 
 # Demo defaults: small enough to finish in a few minutes on a laptop CPU.
 DEMO_WIDTH, DEMO_HEIGHT, DEMO_ITERATIONS, DEMO_MAX_GAUSSIANS = 160, 120, 800, 50_000
-# AbsGS growth threshold (the AbsGS paper and gsplat use 0.0008 with means2d.absgrad).
-ABSGRAD_GROW_GRAD2D = 0.0008
 
 
 def _train_config(**kw):
@@ -117,6 +115,8 @@ class Reconstruct:
         )
         cfg.strategy.max_gaussians = self.max_gaussians
         if self.absgrad:
+            from langfield.gaussians.strategy import ABSGRAD_GROW_GRAD2D
+
             cfg.strategy.absgrad = True
             cfg.strategy.grow_grad2d = ABSGRAD_GROW_GRAD2D
         result = reconstruct(self.data, self.out, cfg, resume=self.resume, overwrite=self.overwrite,

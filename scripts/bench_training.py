@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from langfield.cli import ABSGRAD_GROW_GRAD2D
+from langfield.gaussians.strategy import ABSGRAD_GROW_GRAD2D
 from langfield.synthetic import generate_scene
 from langfield.train.config import TrainConfig
 from langfield.train.reconstruct import reconstruct

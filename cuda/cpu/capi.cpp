@@ -52,7 +52,6 @@ void lf_isect_offset_encode(int64_t M, const int64_t* isect_ids, int C, int tile
     lf_cpu::isect_offset_encode(M, isect_ids, C, tile_w, tile_h, offsets);
 }
 
-
 void lf_rasterize_fwd(int C, int N, int width, int height, int tile_size, int tile_w, int tile_h, int64_t M, int ch,
                       const float* means2d, const float* conics, const float* colors, const float* opacities,
                       const int32_t* radii, const float* backgrounds, const int32_t* offsets,

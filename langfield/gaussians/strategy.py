@@ -32,6 +32,9 @@ from langfield.gaussians import ops
 from langfield.gaussians.ops import Optimizers, Params
 
 REQUIRED_KEYS = ("means", "scales", "quats", "opacities")
+# grow_grad2d to use with absgrad=True (the AbsGS paper's and gsplat's value): the summed
+# per-pixel |gradient| is larger than the mean gradient the default 0.0002 is meant for.
+ABSGRAD_GROW_GRAD2D = 0.0008
 
 
 @dataclass
@@ -89,7 +92,7 @@ class DefaultStrategy:
     pause_refine_after_reset: int = 0
     """Skip refinement for this many steps after each opacity reset (e.g. the number of training images)."""
     absgrad: bool = False
-    """Use ``means2d.absgrad`` (AbsGS) instead of ``means2d.grad``; raise grow_grad2d (~0.0008) with it."""
+    """Use ``means2d.absgrad`` (AbsGS) instead of ``means2d.grad``; raise grow_grad2d with it (ABSGRAD_GROW_GRAD2D)."""
     revised_opacity: bool = False
     """Give split children opacity 1 - sqrt(1 - o) (arXiv:2404.06109)."""
     max_gaussians: Optional[int] = None

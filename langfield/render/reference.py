@@ -356,7 +356,7 @@ def rasterize_to_pixels(
     trans = colors.new_ones(n_cams, height, width)
     sink = None
     if absgrad:
-        sink = means_f.new_zeros(n_cams * n, 2).detach()
+        sink = means_f.new_zeros(n_cams * n, 2)
         means2d.absgrad = sink.view(n_cams, n, 2)
     for c in range(n_cams):
         for ty in range(tile_height):

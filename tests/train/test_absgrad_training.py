@@ -12,7 +12,8 @@ import json
 
 import pytest
 
-from langfield.cli import ABSGRAD_GROW_GRAD2D, main
+from langfield.cli import main
+from langfield.gaussians.strategy import ABSGRAD_GROW_GRAD2D
 from langfield.render import native
 
 ITERATIONS = 150  # one refinement, at step 100 (the refine window is fitted to the run: 37..112)
