@@ -41,7 +41,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from langfield.render import native  # noqa: E402
+from langfield.render import _build, native  # noqa: E402
 from langfield.render import reference  # noqa: E402
 
 TILE = 16
@@ -191,6 +191,9 @@ def main() -> int:
             "cores": os.cpu_count(),
             "omp_threads": native.num_threads(),
             "torch_threads": torch.get_num_threads(),
+            # Which CPU rasterizer ran (the half-row kernels need x86 AVX2 + FMA) and with which flags.
+            "cpu_raster_kernels": native._kernels(torch.device("cpu")).raster_variant(),
+            "cpu_isa_flags": _build._cpu_isa_flags(),
             "gpu": torch.cuda.get_device_name(0) if "cuda" in devices else None,
             "load_avg": os.getloadavg(),
         },

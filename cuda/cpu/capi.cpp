@@ -13,6 +13,10 @@ int lf_abi_version() { return 2; }
 
 int lf_num_threads() { return lf_cpu::max_threads(); }
 
+// 1 when the half-row kernels for 16-pixel tiles (rasterize_rows.cpp, AVX2 +
+// FMA builds) serve tile size 16; 0 when the Gaussian-major ones do.
+int lf_row_kernels() { return lf_cpu::row_kernels_built() ? 1 : 0; }
+
 void lf_project_fwd(int C, int N, const float* means, const float* quats, const float* scales, const float* viewmats,
                     const float* Ks, int width, int height, float near_plane, float far_plane, float eps2d,
                     int32_t* radii, float* means2d, float* depths, float* conics) {

@@ -9,6 +9,9 @@ namespace lf_cpu {
 
 int max_threads();
 
+// Whether this build has the half-row rasterizer for 16-pixel tiles (x86 AVX2 + FMA).
+bool row_kernels_built();
+
 void project_fwd(int C, int N, const float* means, const float* quats, const float* scales, const float* viewmats,
                  const float* Ks, int width, int height, float near_plane, float far_plane, float eps2d,
                  int32_t* radii, float* means2d, float* depths, float* conics);

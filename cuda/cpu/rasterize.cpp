@@ -18,130 +18,12 @@
 #include "../include/langfield_dispatch.h"
 #include "../include/langfield_math.h"
 #include "kernels_cpu.h"
+#include "raster_common.h"
 
 namespace lf_cpu {
 namespace {
 
-struct TileRect {
-    int cam, x0, x1, y0, y1;
-    int64_t start, end;
-};
-
-inline TileRect tile_rect(const RasterArgs& a, int64_t b) {
-    const int64_t n_tiles = (int64_t)a.tile_w * a.tile_h;
-    const int64_t n_buckets = (int64_t)a.C * n_tiles;
-    TileRect r;
-    r.cam = (int)(b / n_tiles);
-    int64_t t = b % n_tiles;
-    int ty = (int)(t / a.tile_w), tx = (int)(t % a.tile_w);
-    r.x0 = tx * a.tile_size; r.x1 = std::min(a.width, r.x0 + a.tile_size);
-    r.y0 = ty * a.tile_size; r.y1 = std::min(a.height, r.y0 + a.tile_size);
-    r.start = a.offsets[b];
-    r.end = b + 1 < n_buckets ? a.offsets[b + 1] : a.M;
-    return r;
-}
-
-// Pixels of one row worth evaluating: alpha >= 1/255 needs
-// sigma <= log(255 o), an ellipse; solving the quadratic in dx per row skips
-// most of the square box (the exact per-pixel tests still decide).
-struct Footprint {
-    float mx, my, r, A, B, C, o;
-    float smax;   // sigma bound with a small margin for float rounding
-    float inv_a;  // 1 / A
-};
-
-// One Gaussian's compositing data, built once per call rather than once per
-// (tile, Gaussian) pair: the sorted loops then read one 64-byte record per
-// pair instead of five scattered arrays, and the log and the bounding box of
-// the alpha >= 1/255 ellipse are computed N times instead of M times.
-struct alignas(64) Splat {
-    Footprint f;
-    // Inclusive pixel index box that can reach alpha >= 1/255: the radius box
-    // |dx|, |dy| <= r of the definition cut down to the ellipse's bounding box,
-    // one pixel of slack each side (the exact tests are done per pixel).
-    // Empty (u0 > u1) for a Gaussian that is never drawn.
-    int u0, u1, v0, v1;
-};
-
-inline void make_splat(const RasterArgs& a, int64_t g, Splat* s) {
-    Footprint& f = s->f;
-    s->u0 = s->v0 = 1;
-    s->u1 = s->v1 = 0;
-    f.r = (float)a.radii[g];
-    f.o = a.opacities[g];
-    if (f.r <= 0.f || !(f.o >= lf::ALPHA_MIN)) return;  // never reaches alpha >= 1/255
-    f.mx = a.means2d[2 * g]; f.my = a.means2d[2 * g + 1];
-    f.A = a.conics[3 * g]; f.B = a.conics[3 * g + 1]; f.C = a.conics[3 * g + 2];
-    if (!(f.A > 0.f) || !std::isfinite(f.mx) || !std::isfinite(f.my)) return;
-    f.smax = logf(255.f * f.o) * 1.001f + 1e-3f;
-    f.inv_a = 1.f / f.A;
-    // sigma = d^T Q d / 2 <= smax spans |dx| <= sqrt(2 smax (Q^-1)_xx), likewise dy.
-    const float det = f.A * f.C - f.B * f.B;
-    float ex = f.r, ey = f.r;
-    if (det > 0.f) {
-        ex = lf::minf(ex, sqrtf(2.f * f.smax * f.C / det) * 1.0001f + 0.01f);
-        ey = lf::minf(ey, sqrtf(2.f * f.smax * f.A / det) * 1.0001f + 0.01f);
-    }
-    // Clamped to just outside the image so the int conversion is safe.
-    const float W = (float)a.width, H = (float)a.height;
-    s->u0 = (int)lf::maxf(-1.f, lf::minf(W, floorf(f.mx - ex - 0.5f)));
-    s->u1 = (int)lf::maxf(-1.f, lf::minf(W, ceilf(f.mx + ex - 0.5f)));
-    s->v0 = (int)lf::maxf(-1.f, lf::minf(H, floorf(f.my - ey - 0.5f)));
-    s->v1 = (int)lf::maxf(-1.f, lf::minf(H, ceilf(f.my + ey - 0.5f)));
-}
-
-// Per-call buffer of splats, one per thread that calls in (no reallocation
-// between calls of the same size).
-inline const Splat* build_splats(const RasterArgs& a) {
-    static thread_local std::vector<Splat> buf;
-    const int64_t CN = (int64_t)a.C * a.N;
-    if ((int64_t)buf.size() < CN) buf.resize(CN);
-    Splat* s = buf.data();
-#pragma omp parallel for schedule(static)
-    for (int64_t g = 0; g < CN; ++g) make_splat(a, g, s + g);
-    return s;
-}
-
-// Pixel box of splat s inside tile t; false when they do not meet.
-inline bool splat_box(const Splat& s, const TileRect& t, int* ulo, int* uhi, int* vlo, int* vhi) {
-    *ulo = std::max(s.u0, t.x0); *uhi = std::min(s.u1, t.x1 - 1);
-    *vlo = std::max(s.v0, t.y0); *vhi = std::min(s.v1, t.y1 - 1);
-    return *ulo <= *uhi && *vlo <= *vhi;
-}
-
-// Fetch the records of the pair kPrefetch ahead while this one is composited:
-// the sorted order visits Gaussians at random places in memory.
-constexpr int64_t kPrefetch = 8;
-inline void prefetch_pair(const RasterArgs& a, const Splat* splats, int64_t j, int ch_off) {
-    const int64_t g = a.flatten_ids[j];
-    __builtin_prefetch(splats + g);
-    __builtin_prefetch(a.colors + g * a.ch_total + ch_off);
-}
-
-constexpr int kMaxRow = 64;  // tile_size <= 64 (checked in Python)
-constexpr int kVec = 8;      // lanes of the vectorised row loops
-
-// Row spans [los[k], his[k]] (his < los: row skipped) of rows v = vlo + k,
-// k < nrows, clipped to [ulo, uhi].  Per row, dx = u + 0.5 - mx lies in
-// [(-B dy - sq) / A, (-B dy + sq) / A] with one pixel of slack.  All rows are
-// solved in one vector loop: row by row, each square root ended a dependency
-// chain and the scalar span maths was a fifth of the forward.
-inline void row_spans(const Footprint& f, int vlo, int nrows, int ulo, int uhi, int* los, int* his) {
-#pragma omp simd
-    for (int k = 0; k < nrows; ++k) {
-        const float dy = ((float)(vlo + k) + 0.5f) - f.my;
-        const float bd = f.B * dy;
-        const float disc = bd * bd - 2.f * f.A * (0.5f * f.C * dy * dy - f.smax);
-        const float sq = sqrtf(disc >= 0.f ? disc : 0.f);
-        const float l = floorf(f.mx - 0.5f + (-bd - sq) * f.inv_a) - 1.f;
-        const float h = ceilf(f.mx - 0.5f + (-bd + sq) * f.inv_a) + 1.f;
-        const int lo = (int)lf::maxf((float)ulo, lf::minf(l, (float)uhi + 1.f));
-        const int hi = (int)lf::minf((float)uhi, lf::maxf(h, (float)ulo - 1.f));
-        const bool ok = disc >= 0.f && fabsf(dy) <= f.r;  // NaN disc: skipped
-        los[k] = lo;
-        his[k] = ok ? hi : lo - 1;
-    }
-}
+using namespace raster;
 
 // The lanes of pixel row v that one Gaussian's pass visits (forward and
 // backward alike): its row span [rlo, rhi]; the lanes processed are the whole
@@ -427,10 +309,6 @@ inline void geo_lanes(const Footprint& f, float dy, int ubase, int n, const floa
     }
 }
 
-// Per-Gaussian gradient slot layout in the accumulation buffers: mean2d (2),
-// conic (3), opacity (1), then the colours.  |mean2d| (AbsGS, 2 slots) has
-// buffers of its own, only when asked for.
-constexpr int kGeo = 6;
 
 template <int CH, int TS>
 void bwd_chunk(const RasterArgs& a, const Splat* splats, int ch_off, int valid, bool use_valpha, const float* T_final,
@@ -443,20 +321,11 @@ void bwd_chunk(const RasterArgs& a, const Splat* splats, int ch_off, int valid, 
     const int64_t HW = (int64_t)a.height * a.width;
     const int64_t CN = (int64_t)a.C * a.N;
     constexpr int S = kGeo + CH;
-    const int nt = omp_get_max_threads();
-    // Race-free accumulation: one private buffer per thread, reduced at the
-    // end; atomics only when those buffers would be too large.
-    const bool private_bufs = (double)nt * CN * S * sizeof(float) <= 1.0e9;
-    std::vector<float> bufs(private_bufs ? (size_t)nt * CN * S : 0, 0.f);
-    std::vector<float> shared_buf(private_bufs ? 0 : (size_t)CN * S, 0.f);
-    // |mean2d| sums, per thread like the rest (written straight to the output with atomics otherwise).
-    std::vector<float> abs_bufs(want_abs && private_bufs ? (size_t)nt * CN * 2 : 0, 0.f);
-#pragma omp parallel num_threads(nt)
+    GradBuffers gb(CN, S, want_abs, v_means2d_abs);
+#pragma omp parallel num_threads(gb.threads())
     {
-        float* mybuf = private_bufs ? bufs.data() + (size_t)omp_get_thread_num() * CN * S : shared_buf.data();
-        float* myabs = !want_abs ? nullptr
-                       : private_bufs ? abs_bufs.data() + (size_t)omp_get_thread_num() * CN * 2
-                                      : v_means2d_abs;
+        float *mybuf, *myabs;
+        gb.claim(&mybuf, &myabs);
         // SoA pixel state: T (running, back to front), final T, D = v_out . S
         // where S is the colour composited behind the current Gaussian (incl.
         // background), output cotangent, alpha cotangent, range end.  Only
@@ -602,48 +471,15 @@ void bwd_chunk(const RasterArgs& a, const Splat* splats, int ch_off, int valid, 
                 if (want_abs) {
                     float av[2];
                     lane_sums<2>(pabs, av);
-                    for (int k = 0; k < 2; ++k) {
-                        if (private_bufs) {
-                            myabs[2 * (size_t)g + k] += av[k];
-                        } else {
-#pragma omp atomic
-                            myabs[2 * (size_t)g + k] += av[k];
-                        }
-                    }
+                    gb.add(myabs + 2 * (size_t)g, av, 2);
                 }
                 float vals[S];
                 lane_sums<S>(part, vals);
-                float* dst = mybuf + (size_t)g * S;
-                if (private_bufs) {
-                    for (int k = 0; k < S; ++k) dst[k] += vals[k];
-                } else {
-                    for (int k = 0; k < S; ++k) {
-#pragma omp atomic
-                        dst[k] += vals[k];
-                    }
-                }
+                gb.add(mybuf + (size_t)g * S, vals, S);
             }
         }
     }
-    const int nb = private_bufs ? nt : 1;
-    const float* base = private_bufs ? bufs.data() : shared_buf.data();
-#pragma omp parallel for schedule(static)
-    for (int64_t g = 0; g < CN; ++g) {
-        float sum[S];
-        for (int k = 0; k < S; ++k) sum[k] = 0.f;
-        for (int tt = 0; tt < nb; ++tt) {
-            const float* src = base + ((size_t)tt * CN + g) * S;
-            for (int k = 0; k < S; ++k) sum[k] += src[k];
-        }
-        v_means2d[2 * g] += sum[0]; v_means2d[2 * g + 1] += sum[1];
-        v_conics[3 * g] += sum[2]; v_conics[3 * g + 1] += sum[3]; v_conics[3 * g + 2] += sum[4];
-        v_opacities[g] += sum[5];
-        if (want_abs && private_bufs)
-            for (int k = 0; k < 2; ++k)
-                for (int tt = 0; tt < nb; ++tt) v_means2d_abs[2 * g + k] += abs_bufs[((size_t)tt * CN + g) * 2 + k];
-        float* vc = v_colors + g * a.ch_total + ch_off;
-        for (int c = 0; c < valid; ++c) vc[c] = sum[kGeo + c];
-    }
+    gb.finish(a.ch_total, ch_off, valid, v_means2d, v_conics, v_colors, v_opacities);
 }
 
 }  // namespace
@@ -658,7 +494,8 @@ void rasterize_fwd(const RasterArgs& a, float* out_colors, float* T_final, int32
     }
     while (off < a.ch_total) {
         lf::Chunk ck = lf::next_chunk(a.ch_total - off);
-        if (a.tile_size == 16) {
+        if (rasterize_rows_fwd(a, splats, ck.width, off, ck.valid, out_colors, T_final, last_ids)) {
+        } else if (a.tile_size == 16) {
             LF_DISPATCH_WIDTH(ck.width, fwd_chunk<CH, 16>(a, splats, off, ck.valid, out_colors, T_final, last_ids));
         } else {
             LF_DISPATCH_WIDTH(ck.width, fwd_chunk<CH, 0>(a, splats, off, ck.valid, out_colors, T_final, last_ids));
@@ -688,7 +525,9 @@ void rasterize_bwd(const RasterArgs& a, const float* T_final, const int32_t* las
         // The alpha-output gradient is counted once, in the first chunk.  Past
         // 64 channels |mean2d| sums each chunk's share of a pixel's gradient
         // separately (as gsplat's channel chunks do): exact up to 64.
-        if (a.tile_size == 16) {
+        if (rasterize_rows_bwd(a, splats, ck.width, off, ck.valid, first, T_final, last_ids, v_out, v_alphas,
+                               v_means2d, v_conics, v_colors, v_opacities, v_means2d_abs)) {
+        } else if (a.tile_size == 16) {
             LF_DISPATCH_WIDTH(ck.width, bwd_chunk<CH, 16>(a, splats, off, ck.valid, first, T_final, last_ids, v_out,
                                                           v_alphas, v_means2d, v_conics, v_colors, v_opacities,
                                                          v_means2d_abs));

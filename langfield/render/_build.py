@@ -139,14 +139,26 @@ def _load_cached(name: str, build_dir: Path) -> Optional[ModuleType]:
     return None
 
 
-def _cpu_isa_flags() -> list[str]:
-    """-mavx2 -mfma when this CPU has them (x86-64 only).
+_ISA_LEVELS = ("auto", "avx512", "avx2", "generic")
+_AVX512 = ("avx512f", "avx512vl", "avx512bw", "avx512dq")
 
-    Chosen at build time from /proc/cpuinfo and part of the cache key, so a
-    cache moved to a CPU without AVX2 gets a fresh, plain build instead of
-    crashing; LANGFIELD_CPU_ISA=generic turns it off.
+
+def _cpu_isa_flags(level: Optional[str] = None) -> list[str]:
+    """Vector ISA flags for the CPU kernels (x86-64 only).
+
+    ``-mavx2 -mfma`` when this CPU has them, plus ``-mavx512{f,vl,bw,dq}``
+    when it has AVX-512, which turns on the row-resident 16-pixel-tile kernels
+    (``cuda/cpu/rasterize_rows.cpp``).  Chosen at build time from
+    /proc/cpuinfo and part of the cache key, so a cache moved to another CPU
+    gets a fresh build instead of crashing.  ``level`` (default: the
+    ``LANGFIELD_CPU_ISA`` environment variable, else ``auto``) caps it:
+    ``avx512``/``auto``, ``avx2`` or ``generic`` (no vector ISA flags, which
+    also leaves out the row kernels: they need AVX2 + FMA).
     """
-    if os.environ.get("LANGFIELD_CPU_ISA", "auto") == "generic":
+    level = level or os.environ.get("LANGFIELD_CPU_ISA", "auto")
+    if level not in _ISA_LEVELS:
+        raise ValueError(f"LANGFIELD_CPU_ISA={level!r}: expected one of {', '.join(_ISA_LEVELS)}")
+    if level == "generic":
         return []
     try:
         info = Path("/proc/cpuinfo").read_text()
@@ -154,7 +166,12 @@ def _cpu_isa_flags() -> list[str]:
         return []
     flags_line = next((ln for ln in info.splitlines() if ln.startswith("flags")), "")
     have = set(flags_line.split())
-    return ["-mavx2", "-mfma"] if {"avx2", "fma"} <= have else []
+    if not {"avx2", "fma"} <= have:
+        return []
+    flags = ["-mavx2", "-mfma"]
+    if level != "avx2" and set(_AVX512) <= have:
+        flags += [f"-m{f}" for f in _AVX512]
+    return flags
 
 
 def _compile_cpu(root: Path, flags: list[str], out: Path, verbose: bool, kind: str = "cpu") -> None:
@@ -188,30 +205,48 @@ def _compile_cpu(root: Path, flags: list[str], out: Path, verbose: bool, kind: s
         os.replace(tmp_so, out)
 
 
+def _build_host(kind: str, root: Path, flags: list[str], verbose: bool) -> ctypes.CDLL:
+    """Compile (once per cache key) and load the host-compiled library of ``kind`` ("cpu" | "cuda-emu")."""
+    cxx = os.environ.get("CXX", "c++")
+    if shutil.which(cxx) is None:
+        raise RuntimeError(f"no C++ compiler ({cxx!r} not on PATH); install g++ to use the native CPU kernels")
+    name = f"langfield_{kind.replace('-', '_')}_{_digest(root, kind, flags + [cxx])}"
+    build_dir = cache_root() / name
+    build_dir.mkdir(parents=True, exist_ok=True)
+    lib = build_dir / f"{name}.so"
+    with open(build_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not lib.is_file():
+                _compile_cpu(root, flags, lib, verbose, kind)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    # torch is imported first, so the library's libgomp.so.1 resolves to
+    # the OpenMP runtime torch already loaded (one runtime per process).
+    return ctypes.CDLL(str(lib))
+
+
+def cpu_library(isa: str) -> ctypes.CDLL:
+    """The CPU kernels built for vector ISA level ``isa`` ("auto", "avx512", "avx2", "generic").
+
+    For tests and benchmarks that compare the kernel variants in one process
+    (``load("cpu")`` follows ``LANGFIELD_CPU_ISA``); raises when the build fails.
+    """
+    root = source_root()
+    if root is None:
+        raise RuntimeError("kernel sources not found (neither repo cuda/ nor langfield/_csrc/)")
+    return _build_host("cpu", root, list(_CPU_FLAGS) + _cpu_isa_flags(isa),
+                       os.environ.get("LANGFIELD_VERBOSE_BUILD") == "1")
+
+
 def _build(kind: str) -> Any:
     root = source_root()
     if root is None:
         raise RuntimeError("kernel sources not found (neither repo cuda/ nor langfield/_csrc/)")
     verbose = os.environ.get("LANGFIELD_VERBOSE_BUILD") == "1"
     if kind in ("cpu", "cuda-emu"):
-        cxx = os.environ.get("CXX", "c++")
-        if shutil.which(cxx) is None:
-            raise RuntimeError(f"no C++ compiler ({cxx!r} not on PATH); install g++ to use the native CPU kernels")
         flags = list(_CPU_FLAGS) + _cpu_isa_flags() if kind == "cpu" else list(_EMU_FLAGS)
-        name = f"langfield_{kind.replace('-', '_')}_{_digest(root, kind, flags + [cxx])}"
-        build_dir = cache_root() / name
-        build_dir.mkdir(parents=True, exist_ok=True)
-        lib = build_dir / f"{name}.so"
-        with open(build_dir / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                if not lib.is_file():
-                    _compile_cpu(root, flags, lib, verbose, kind)
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-        # torch is imported first, so the library's libgomp.so.1 resolves to
-        # the OpenMP runtime torch already loaded (one runtime per process).
-        return ctypes.CDLL(str(lib))
+        return _build_host(kind, root, flags, verbose)
 
     from torch.utils import cpp_extension
 

@@ -55,6 +55,14 @@ class CpuKernels:
     def num_threads(self) -> int:
         return int(self.lib.lf_num_threads())
 
+    def raster_variant(self) -> str:
+        """Which CPU rasterizer serves 16-pixel tiles: "half-row" (x86 AVX2 + FMA builds) or "gaussian-major"."""
+        fn = getattr(self.lib, "lf_row_kernels", None)  # absent from the emulator's library
+        if fn is None:
+            return "gaussian-major"
+        fn.restype, fn.argtypes = ctypes.c_int, []
+        return "half-row" if fn() else "gaussian-major"
+
     def project_fwd(self, means, quats, scales, viewmats, Ks, width, height, near, far, eps2d):
         C, N = viewmats.shape[0], means.shape[0]
         radii = torch.empty((C, N), dtype=torch.int32)
