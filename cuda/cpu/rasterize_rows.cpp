@@ -100,16 +100,7 @@ LF_INLINE v8f exp_neg8(v8f s) {
     x = -x;
     const v8i ni = __builtin_convertvector(x * 1.44269504088896341f - 0.5f, v8i);
     const v8f n = __builtin_convertvector(ni, v8f);
-    v8f r = x - n * 0.693359375f;
-    r = r + n * 2.12194440e-4f;
-    v8f p = zero + 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.f;
-    return p * (v8f)((ni + 127) << 23);
+    return lf::exp_poly(lf::exp_reduce(x, n)) * (v8f)((ni + 127) << 23);
 }
 
 // Alpha of one Gaussian at the 8 pixels of a half row (lane k at dx =

@@ -373,18 +373,30 @@ LF_HD void sh_eval_vjp(int deg, const float* dir, const float* coeffs, const flo
 
 // exp(-s) for s >= 0 without branches or library calls, so CPU loops over
 // pixels vectorise (cephes polynomial, ~2 ulp; s clamped to [0, 87]).
-LF_HD float exp_neg(float s) {
-    const float x = -minf(maxf(s, 0.f), 87.f);
-    const float n = (float)(int)(x * 1.44269504088896341f - 0.5f);  // ~round(x / ln2), x <= 0
-    float r = x - n * 0.693359375f;
-    r = r + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
+//
+// Its two steps are templates so that the CPU kernels' vector form
+// (exp_neg8 in cpu/rasterize_rows.cpp, on GCC vector types) is the same
+// arithmetic: x = n ln2 + r (ln2 split in two for accuracy), then e^r.
+template <typename F>
+LF_HD F exp_reduce(F x, F n) {
+    const F r = x - n * 0.693359375f;
+    return r + n * 2.12194440e-4f;
+}
+
+template <typename F>
+LF_HD F exp_poly(F r) {
+    F p = 1.9875691500e-4f * r + 1.3981999507e-3f;
     p = p * r + 8.3334519073e-3f;
     p = p * r + 4.1665795894e-2f;
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.f;
+    return p * r * r + r + 1.f;
+}
+
+LF_HD float exp_neg(float s) {
+    const float x = -minf(maxf(s, 0.f), 87.f);
+    const float n = (float)(int)(x * 1.44269504088896341f - 0.5f);  // ~round(x / ln2), x <= 0
+    const float p = exp_poly(exp_reduce(x, n));
     union {
         int32_t i;
         float f;
