@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <vector>
 
@@ -152,7 +153,7 @@ class GradBuffers {
   public:
     GradBuffers(int64_t CN, int S, bool want_abs, float* v_means2d_abs)
         : CN_(CN), S_(S), want_abs_(want_abs), out_abs_(v_means2d_abs), nt_(omp_get_max_threads()) {
-        private_ = (double)nt_ * CN * S * sizeof(float) <= 1.0e9;
+        private_ = (double)nt_ * CN * S * sizeof(float) <= private_limit_bytes();
         // Left uninitialised: each thread zeroes its own buffer in claim(),
         // in parallel (and on pages it touches first).
         bufs_.reset(new float[private_ ? (size_t)nt_ * CN * S : (size_t)CN * S]);
@@ -215,6 +216,11 @@ class GradBuffers {
     }
 
   private:
+    // 1 GB, or LANGFIELD_CPU_PRIVATE_GRAD_BYTES (tests set 0 to run the atomic path).
+    static double private_limit_bytes() {
+        const char* env = std::getenv("LANGFIELD_CPU_PRIVATE_GRAD_BYTES");
+        return env && *env ? std::atof(env) : 1.0e9;
+    }
     static constexpr int kMaxSlots = kGeo + 64;
     int64_t CN_;
     int S_;

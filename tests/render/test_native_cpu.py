@@ -250,7 +250,7 @@ def test_backward_other_tile_sizes(tile_size):
         assert_grad_close(k, g_nat[k], g_ref[k], REL_GEOM if k in GEOM_KEYS else REL_RASTER)
 
 
-@pytest.mark.parametrize("ch", [1, 16, 33, 70])
+@pytest.mark.parametrize("ch", [1, 2, 9, 16, 33, 70])
 def test_backward_channel_counts(ch):
     s = make_scene(150, seed=30 + ch, n_features=ch, width=35, height=21)
     check_backward(s, sh_degree=None, with_depth=False, n_features=ch)
@@ -269,6 +269,17 @@ def test_backward_background_and_edge_cases():
         assert_grad_close(k, g_nat[k], g_ref[k], REL_GEOM if k in GEOM_KEYS else REL_RASTER)
     torch.testing.assert_close(bg2.grad, bg.grad, rtol=1e-4, atol=1e-4)
     assert float(g_nat["means"][0].abs().max()) == 0.0  # culled: no gradient
+
+
+def test_backward_shared_gradient_buffers(monkeypatch):
+    """Past a size limit (1 GB) the backward sums into one shared buffer with
+    atomics instead of one buffer per thread; the limit set to 0 runs that path."""
+    monkeypatch.setenv("LANGFIELD_CPU_PRIVATE_GRAD_BYTES", "0")
+    s = make_scene(600, seed=46, width=40, height=36, n_cams=2, n_features=12, scale_range=(0.1, 0.4))
+    check_backward(s, sh_degree=1, n_features=12)
+    a_ref, g_ref = absgrad_of(ref, s)
+    a_nat, g_nat = absgrad_of(native, s)
+    assert_grad_close("absgrad", a_nat, a_ref, REL_RASTER)
 
 
 @pytest.mark.parametrize("tile_size", [16, 12])
