@@ -1,4 +1,7 @@
-// CPU rasterization, forward and backward, parallel over tiles.
+// CPU rasterization, forward and backward, parallel over tiles: the
+// Gaussian-major kernels, for any tile size and any CPU.  16-pixel tiles on
+// x86 with AVX2 + FMA go to the half-row kernels of rasterize_rows.cpp
+// instead (the dispatch at the end of this file).
 //
 // Within a tile the loop order is Gaussian-outer / pixel-inner: each Gaussian
 // touches only the pixels of its box (the definition's per-pixel box test),
@@ -495,6 +498,7 @@ void rasterize_fwd(const RasterArgs& a, float* out_colors, float* T_final, int32
     while (off < a.ch_total) {
         lf::Chunk ck = lf::next_chunk(a.ch_total - off);
         if (rasterize_rows_fwd(a, splats, ck.width, off, ck.valid, out_colors, T_final, last_ids)) {
+            // done by the half-row kernels
         } else if (a.tile_size == 16) {
             LF_DISPATCH_WIDTH(ck.width, fwd_chunk<CH, 16>(a, splats, off, ck.valid, out_colors, T_final, last_ids));
         } else {
@@ -527,6 +531,7 @@ void rasterize_bwd(const RasterArgs& a, const float* T_final, const int32_t* las
         // separately (as gsplat's channel chunks do): exact up to 64.
         if (rasterize_rows_bwd(a, splats, ck.width, off, ck.valid, first, T_final, last_ids, v_out, v_alphas,
                                v_means2d, v_conics, v_colors, v_opacities, v_means2d_abs)) {
+            // done by the half-row kernels
         } else if (a.tile_size == 16) {
             LF_DISPATCH_WIDTH(ck.width, bwd_chunk<CH, 16>(a, splats, off, ck.valid, first, T_final, last_ids, v_out,
                                                           v_alphas, v_means2d, v_conics, v_colors, v_opacities,
