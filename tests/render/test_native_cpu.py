@@ -28,19 +28,21 @@ absgrad_of = _common.absgrad_of
 pytestmark = pytest.mark.skipif(not native.available("cpu"), reason=f"native CPU kernels: {native.build_error('cpu')}")
 
 
-@pytest.fixture(scope="module", autouse=True, params=["auto", "portable"])
+@pytest.fixture(scope="module", autouse=True, params=["auto", "avx2", "portable"])
 def cpu_build(request):
-    """Every test runs on two builds of the CPU kernels: the one this machine
+    """Every test runs on three builds of the CPU kernels: the one this machine
     gets (``auto``: on x86 with AVX2 + FMA, the half-row rasterizer for
-    16-pixel tiles, cuda/cpu/rasterize_rows.cpp) and ``portable`` (no vector
-    ISA flags, as on ARM or an old x86: the Gaussian-major rasterizer of
+    16-pixel tiles, cuda/cpu/rasterize_rows.cpp; with AVX-512 flags where the
+    CPU has them), ``avx2`` (the same without AVX-512, as on most laptops:
+    half the vector registers) and ``portable`` (no vector ISA flags, as on
+    ARM or an old x86: the Gaussian-major rasterizer of
     cuda/cpu/rasterize.cpp for every tile size)."""
     if request.param == "auto":
         yield native._kernels(torch.device("cpu"))
         return
     from langfield.render._native_backends import CpuKernels
 
-    kernels = CpuKernels(_build.cpu_library("generic"))
+    kernels = CpuKernels(_build.cpu_library("generic" if request.param == "portable" else request.param))
     saved = native._KERNELS["cpu"]
     native._KERNELS["cpu"] = kernels
     try:
