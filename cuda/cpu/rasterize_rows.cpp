@@ -210,8 +210,8 @@ struct Batch {
     }
 };
 
-// Per thread, per tile: pixel state by half row hr = 2 r + h (lanes = pixels
-// x0 + 8 h + k); accumulators at [c * kHalves + hr].
+// Lane constants.  Pixel state is kept by half row hr = 2 r + h (lane k =
+// pixel x0 + 8 h + k of row y0 + r); accumulators at [c * kHalves + hr].
 struct Lanes {
     v8f kf;        // 0..7
     v8i lanebits;  // 1 << k
@@ -241,8 +241,8 @@ void fwd_rows(const RasterArgs& a, const Splat* splats, int ch_off, int valid, f
             const TileRect t = tile_rect(a, b);
             const int tw = t.x1 - t.x0, th = t.y1 - t.y0;
             if (tw <= 0 || th <= 0) continue;
-            // A half row stops being binned once all its pixels have stopped;
-            // halves past the image's right edge never start.
+            // A half row is skipped once all its pixels have stopped; halves
+            // past the image's right edge never start.
             bool fin[kHalves];
             int nfin = 0;
             for (int hr = 0; hr < kHalves; ++hr) {
@@ -257,7 +257,7 @@ void fwd_rows(const RasterArgs& a, const Splat* splats, int ch_off, int valid, f
                 const int nb = (int)std::min<int64_t>(kBatch, t.end - i0);
                 bt.clear();
                 for (int j = 0; j < nb; ++j) {
-                    if (j + kPrefetch < nb) prefetch_pair(a, splats, i0 + j + kPrefetch, ch_off);
+                    if (i0 + j + kPrefetch < t.end) prefetch_pair(a, splats, i0 + j + kPrefetch, ch_off);
                     bt.add(a, splats, t, i0 + j, j, ch_off, valid);
                 }
                 for (int hr = 0; hr < 2 * th; ++hr) {
@@ -523,7 +523,7 @@ void bwd_rows(const RasterArgs& a, const Splat* splats, int ch_off, int valid, b
                 const int nb = (int)(i1 - i0);
                 bt.clear();
                 for (int j = nb - 1; j >= 0; --j) {
-                    if (j - kPrefetch >= 0) prefetch_pair(a, splats, i0 + j - kPrefetch, ch_off);
+                    if (i0 + j - kPrefetch >= t.start) prefetch_pair(a, splats, i0 + j - kPrefetch, ch_off);
                     bt.add(a, splats, t, i0 + j, j, ch_off, valid);
                     // This pair's gradient slots are added to at the end of the batch.
                     const float* slot = mybuf + (size_t)bt.g[j] * S;

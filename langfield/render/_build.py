@@ -146,9 +146,10 @@ _AVX512 = ("avx512f", "avx512vl", "avx512bw", "avx512dq")
 def _cpu_isa_flags(level: Optional[str] = None) -> list[str]:
     """Vector ISA flags for the CPU kernels (x86-64 only).
 
-    ``-mavx2 -mfma`` when this CPU has them, plus ``-mavx512{f,vl,bw,dq}``
-    when it has AVX-512, which turns on the row-resident 16-pixel-tile kernels
-    (``cuda/cpu/rasterize_rows.cpp``).  Chosen at build time from
+    ``-mavx2 -mfma`` when this CPU has them, which turns on the half-row
+    kernels for 16-pixel tiles (``cuda/cpu/rasterize_rows.cpp``), plus
+    ``-mavx512{f,vl,bw,dq}`` when it has AVX-512 (twice the vector registers
+    for those kernels).  Chosen at build time from
     /proc/cpuinfo and part of the cache key, so a cache moved to another CPU
     gets a fresh build instead of crashing.  ``level`` (default: the
     ``LANGFIELD_CPU_ISA`` environment variable, else ``auto``) caps it:
@@ -226,27 +227,33 @@ def _build_host(kind: str, root: Path, flags: list[str], verbose: bool) -> ctype
     return ctypes.CDLL(str(lib))
 
 
-def cpu_library(isa: str) -> ctypes.CDLL:
-    """The CPU kernels built for vector ISA level ``isa`` ("auto", "avx512", "avx2", "generic").
-
-    For tests and benchmarks that compare the kernel variants in one process
-    (``load("cpu")`` follows ``LANGFIELD_CPU_ISA``); raises when the build fails.
-    """
+def _source_root() -> Path:
     root = source_root()
     if root is None:
         raise RuntimeError("kernel sources not found (neither repo cuda/ nor langfield/_csrc/)")
-    return _build_host("cpu", root, list(_CPU_FLAGS) + _cpu_isa_flags(isa),
-                       os.environ.get("LANGFIELD_VERBOSE_BUILD") == "1")
+    return root
+
+
+def _verbose() -> bool:
+    return os.environ.get("LANGFIELD_VERBOSE_BUILD") == "1"
+
+
+def cpu_library(isa: Optional[str] = None) -> ctypes.CDLL:
+    """The CPU kernels built for vector ISA level ``isa`` ("auto", "avx512", "avx2", "generic";
+    default ``LANGFIELD_CPU_ISA``); raises when the build fails.
+
+    ``load("cpu")`` is this one, cached per process; tests and benchmarks
+    call it to compare the kernel variants in one process.
+    """
+    return _build_host("cpu", _source_root(), list(_CPU_FLAGS) + _cpu_isa_flags(isa), _verbose())
 
 
 def _build(kind: str) -> Any:
-    root = source_root()
-    if root is None:
-        raise RuntimeError("kernel sources not found (neither repo cuda/ nor langfield/_csrc/)")
-    verbose = os.environ.get("LANGFIELD_VERBOSE_BUILD") == "1"
-    if kind in ("cpu", "cuda-emu"):
-        flags = list(_CPU_FLAGS) + _cpu_isa_flags() if kind == "cpu" else list(_EMU_FLAGS)
-        return _build_host(kind, root, flags, verbose)
+    if kind == "cpu":
+        return cpu_library()
+    root, verbose = _source_root(), _verbose()
+    if kind == "cuda-emu":
+        return _build_host(kind, root, list(_EMU_FLAGS), verbose)
 
     from torch.utils import cpp_extension
 

@@ -57,7 +57,11 @@ def _native_available(device_type: str) -> tuple[bool, str]:
         ok = bool(module.available(device_type))
     except Exception as exc:  # a failed lazy build inside available() also means "not available"
         return False, f"{type(exc).__name__}: {exc}"
-    return ok, "" if ok else f"native {device_type} kernels are not built or cannot run here"
+    if ok:
+        return True, ""
+    # The build's own reason (no compiler, a bad LANGFIELD_CPU_ISA, a compile error ...) when there is one.
+    why = getattr(module, "build_error", lambda _kind: None)(device_type)
+    return False, why or f"native {device_type} kernels are not built or cannot run here"
 
 
 def resolve_backend(name: str, device: Union[str, torch.device]) -> str:

@@ -78,3 +78,20 @@ def test_unknown_isa_level_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("LANGFIELD_CPU_ISA", "avx9000")
     with pytest.raises(ValueError, match="LANGFIELD_CPU_ISA='avx9000'"):
         _build._cpu_isa_flags()
+
+
+def test_unknown_isa_level_reaches_the_user(tmp_path):
+    """Asking for the native CPU backend with a bad LANGFIELD_CPU_ISA fails with
+    the variable named, not a bare "unavailable"."""
+    code = (
+        "import torch\n"
+        "from langfield.render.backend import resolve_backend\n"
+        "try:\n"
+        "    resolve_backend('cpu', 'cpu')\n"
+        "except Exception as exc:\n"
+        "    print(exc)\n"
+    )
+    env = dict(os.environ, LANGFIELD_CPU_ISA="avx9000", LANGFIELD_CACHE=str(tmp_path))
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert "LANGFIELD_CPU_ISA='avx9000'" in r.stdout, (r.stdout, r.stderr)
