@@ -122,7 +122,7 @@ def query_config(negatives: Optional[tuple[str, ...]], level: Optional[int], ker
 @torch.no_grad()
 def render_language(ls: LanguageScene, view, backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """(latents [L, H, W, D], rgb [H, W, 3]) of one view, rendered in one pass."""
-    from langfield.train.language import render_latents
+    from langfield.render.views import render_latents
 
     feats, rgb = render_latents(ls.scene.params, view, ls.scene.params["latents"], backend=backend,
                                 sh_degree=None, with_rgb=True)
@@ -181,7 +181,8 @@ class Query:
 def run_query(q: Query) -> dict:
     """Do the work of ``langfield query``; returns the manifest written."""
     from langfield.query import choose_level, gather_levels, relevancy_mask, save_heatmap_png, save_mask_png
-    from langfield.scene import atomic_write_bytes, atomic_write_json, read_transforms_cameras
+    from langfield.io import atomic_write_json, atomic_write_npy
+    from langfield.scene import read_transforms_cameras
 
     texts = check_texts(q.texts)
     if q.cameras is not None and q.eval_views:
@@ -214,7 +215,7 @@ def run_query(q: Query) -> dict:
             base = f"{stem}__{_slug(text)}_{qi}"
             rel = chosen[qi].float().cpu()
             paths = {"relevancy": f"relevancy/{base}.npy", "mask": f"mask/{base}.png", "overlay": f"overlay/{base}.png"}
-            _save_npy(q.out / paths["relevancy"], rel.numpy().astype(np.float32), atomic_write_bytes)
+            atomic_write_npy(q.out / paths["relevancy"], rel.numpy().astype(np.float32))
             save_mask_png(q.out / paths["mask"], masks[qi])
             save_heatmap_png(q.out / paths["overlay"], rgb, rel)
             entries.append({"query": text, "frame": cam.name, "level": int(levels[qi]), **paths,
@@ -222,14 +223,6 @@ def run_query(q: Query) -> dict:
     manifest = {"entries": entries}
     atomic_write_json(q.out / "manifest.json", manifest)
     return manifest
-
-
-def _save_npy(path: Path, arr: np.ndarray, atomic_write_bytes) -> None:
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, arr)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 # --------------------------------------------------------------------------- select

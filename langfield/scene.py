@@ -9,15 +9,13 @@ Layout (also documented in README.md)::
       checkpoints/       resumable training checkpoints (the last 2)
       eval/              report.json + contact_sheet.png from held-out views
 
-All files are written atomically (temp file in the same directory, then
-``os.replace``) so a crash never leaves a half-written file behind.
+All files are written atomically (``langfield.io``) so a crash never leaves a
+half-written file behind.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -25,6 +23,7 @@ from typing import Any, Iterable, Optional
 import numpy as np
 import torch
 
+from langfield.io import atomic_write_json
 from langfield.sources.conventions import opengl_to_opencv_c2w
 from langfield.types import DataError, View
 
@@ -105,53 +104,6 @@ class Scene:
 
     def cameras_of(self, split: str) -> list[SceneCamera]:
         return [c for c in self.cameras if c.split == split]
-
-
-# --------------------------------------------------------------------------- atomic writes
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same directory and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, Path):
-        return str(o)
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def atomic_save_with(path: Path, writer) -> None:
-    """Run ``writer(tmp_path)`` then move the result onto ``path`` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        writer(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # --------------------------------------------------------------------------- cameras

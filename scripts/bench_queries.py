@@ -66,7 +66,7 @@ def main() -> None:
         level_relevancy,
         relevancy_mask,
     )
-    from langfield.train.language import render_latents
+    from langfield.render.views import render_latents
 
     tmp = None
     scene_dir = args.scene

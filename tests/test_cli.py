@@ -197,7 +197,7 @@ def test_saved_ply_is_bit_exact_and_renders_identically(trained):
     from langfield.gaussians.ply import load_ply
     from langfield.scene import latest_checkpoint
     from langfield.train.checkpoint import load_checkpoint
-    from langfield.train.view_render import render_params
+    from langfield.render.views import render_params
 
     final = load_checkpoint(latest_checkpoint(trained))["params"]
     loaded = load_ply(trained / "point_cloud.ply")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional, Union
 
@@ -12,23 +10,12 @@ import torch
 
 from langfield.codec.model import CodecConfig, LanguageCodec
 from langfield.codec.train import CodecReport
+from langfield.io import atomic_torch_save, atomic_write_json
 from langfield.types import DataError
 
 WEIGHTS_NAME = "codec.pt"
 CONFIG_NAME = "codec.json"
 FORMAT = 1
-
-
-def _atomic_write(path: Path, write) -> None:  # type: ignore[no-untyped-def]
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_codec(codec: LanguageCodec, directory: Union[str, Path], report: Optional[CodecReport] = None) -> Path:
@@ -37,8 +24,8 @@ def save_codec(codec: LanguageCodec, directory: Union[str, Path], report: Option
     d.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in codec.state_dict().items()}
     meta = {"format": FORMAT, "config": codec.config.to_json(), "report": report.to_json() if report else None}
-    _atomic_write(d / WEIGHTS_NAME, lambda fh: torch.save(state, fh))
-    _atomic_write(d / CONFIG_NAME, lambda fh: fh.write(json.dumps(meta, indent=2).encode()))
+    atomic_torch_save(d / WEIGHTS_NAME, state)
+    atomic_write_json(d / CONFIG_NAME, meta)
     return d
 
 

@@ -24,10 +24,7 @@ and accuracy -- and per query text.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -36,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from langfield.io import atomic_write_json
 from langfield.eval.annotations import Annotation, FrameAnnotations, mask_box
 from langfield.query.levels import box_filter, choose_level
 from langfield.query.masks import relevancy_mask
@@ -194,24 +192,4 @@ def aggregate(results: Sequence[QueryEval]) -> dict:
 
 def save_report(path: Union[str, Path], report: dict) -> Path:
     """Write a report dict as JSON atomically (NaN written as null)."""
-
-    def clean(x):
-        if isinstance(x, float) and math.isnan(x):
-            return None
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, list):
-            return [clean(v) for v in x]
-        return x
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(clean(report), f, indent=2)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write_json(path, report)

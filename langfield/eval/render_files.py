@@ -9,7 +9,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from langfield.scene import Scene, SceneCamera, atomic_save_with
+from langfield.io import atomic_write_npy, atomic_write_png
+from langfield.scene import Scene, SceneCamera
 from langfield.types import DataError
 
 
@@ -43,20 +44,6 @@ def colorize_depth(depth: np.ndarray) -> np.ndarray:
     return out
 
 
-def _save_png(path: Path, rgb: np.ndarray) -> None:
-    from PIL import Image
-
-    atomic_save_with(path, lambda tmp: Image.fromarray(rgb).save(tmp, format="PNG"))
-
-
-def _save_npy(path: Path, arr: np.ndarray) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            np.save(f, arr)
-
-    atomic_save_with(path, write)
-
-
 @torch.no_grad()
 def render_cameras(
     scene: Scene,
@@ -69,7 +56,7 @@ def render_cameras(
 ) -> list[Path]:
     """Render each camera: ``rgb/<name>.png``, ``depth/<stem>.npy`` (float32 m) and ``depth/<stem>.png``."""
     from langfield.gaussians.params import sh_degree_of
-    from langfield.train.view_render import background_color, render_params
+    from langfield.render.views import background_color, render_params
 
     out_dir = Path(out_dir)
     names = [output_name(c.name) for c in cameras]
@@ -83,13 +70,13 @@ def render_cameras(
         out = render_params(scene.params, cam.to_view(device), sh_degree=degree,
                             background=background_color(background, device), backend=backend, render_depth=True)
         rgb = (out.rgb[0].clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
-        _save_png(out_dir / subdir_rgb / name, rgb)
+        atomic_write_png(out_dir / subdir_rgb / name, rgb)
         written.append(out_dir / subdir_rgb / name)
         if out.depth is not None:
             depth = out.depth[0, ..., 0].cpu().numpy().astype(np.float32)
             stem = PurePosixPath(name).stem
-            _save_npy(out_dir / "depth" / f"{stem}.npy", depth)
-            _save_png(out_dir / "depth" / f"{stem}.png", colorize_depth(depth))
+            atomic_write_npy(out_dir / "depth" / f"{stem}.npy", depth)
+            atomic_write_png(out_dir / "depth" / f"{stem}.png", colorize_depth(depth))
     return written
 
 

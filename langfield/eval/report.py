@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from langfield.eval.metrics import psnr, ssim
-from langfield.scene import EVAL_DIR, atomic_save_with, atomic_write_json
+from langfield.io import atomic_write_json, atomic_write_png
+from langfield.scene import EVAL_DIR
 from langfield.types import View
 
 REPORT_FILE = "report.json"
@@ -31,7 +32,7 @@ def evaluate_views(
     backend: str = "auto",
 ) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
     """Render every view; return per-view metrics and uint8 [H, W*2, 3] render|truth tiles."""
-    from langfield.train.view_render import background_color, render_params
+    from langfield.render.views import background_color, render_params
 
     rows: list[dict[str, Any]] = []
     tiles: list[np.ndarray] = []
@@ -79,7 +80,7 @@ def write_report(
     atomic_write_json(eval_dir / REPORT_FILE, report)
     if tiles:
         sheet = contact_sheet(tiles[:MAX_SHEET_ROWS], [r["psnr"] for r in rows[:MAX_SHEET_ROWS]])
-        atomic_save_with(eval_dir / CONTACT_SHEET_FILE, lambda tmp: _write_png(tmp, sheet))
+        atomic_write_png(eval_dir / CONTACT_SHEET_FILE, sheet)
     return report
 
 
@@ -139,12 +140,6 @@ def contact_sheet(tiles: list[np.ndarray], psnrs: list[float]) -> np.ndarray:
     return np.concatenate(rows, axis=0)
 
 
-def _write_png(path: Path, rgb: np.ndarray) -> None:
-    from PIL import Image
-
-    Image.fromarray(rgb).save(path, format="PNG")
-
-
 def evaluate_scene(scene_dir: Path, *, backend: str = "auto", data: Optional[Path] = None) -> dict[str, Any]:
     """Re-evaluate a scene directory on its dataset's held-out views (writes ``scene_dir/eval/``).
 
@@ -154,7 +149,7 @@ def evaluate_scene(scene_dir: Path, *, backend: str = "auto", data: Optional[Pat
     from langfield.gaussians.params import sh_degree_of
     from langfield.scene import load_scene
     from langfield.train.config import config_from_dict
-    from langfield.train.reconstruct import load_posed_capture, load_split_views
+    from langfield.sources.dataset import load_dataset, load_split_views
     from langfield.types import DataError
 
     scene = load_scene(scene_dir)
@@ -162,9 +157,9 @@ def evaluate_scene(scene_dir: Path, *, backend: str = "auto", data: Optional[Pat
     data_path = Path(data) if data is not None else Path(str(scene.config.get("data", "")))
     if not str(data_path) or not data_path.exists():
         raise DataError(f"{Path(scene_dir) / 'config.json'}: dataset {data_path} not found (pass --data)")
-    capture = load_posed_capture(data_path, cfg)
+    capture = load_dataset(data_path, images=cfg.images, eval_every=cfg.eval_every)
     device = scene.params["means"].device
-    train, evals = load_split_views(capture, cfg, device)
+    train, evals = load_split_views(capture, downscale=cfg.downscale, device=device)
     return evaluate_and_report(
         scene_dir, scene.params, evals or train, sh_degree=sh_degree_of(scene.params), background=cfg.background,
         backend=backend, iterations=int(scene.config.get("iterations") or 0),

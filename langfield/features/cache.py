@@ -11,15 +11,14 @@ exactly the frames that were finished (resumable).
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
 import torch
 
 from langfield.features.types import FeatureMap
+from langfield.io import atomic_torch_save
 from langfield.types import DataError
 
 _FORMAT_VERSION = 1
@@ -64,7 +63,7 @@ class FeatureCache:
         return FeatureMap.from_state(state["map"])
 
     def put(self, frame_name: str, fmap: FeatureMap) -> Path:
-        """Store atomically (temp file in the same dir + os.replace); returns the path."""
+        """Store atomically (``langfield.io``); returns the path."""
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.path(frame_name)
         state = {
@@ -73,16 +72,7 @@ class FeatureCache:
             "model_key": self.model_key,
             "map": fmap.to_state(),
         }
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=self.dir)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                torch.save(state, fh)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+        return atomic_torch_save(path, state)
 
     def frames(self) -> Iterator[str]:
         """Names of all frames cached under this model key."""

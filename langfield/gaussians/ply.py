@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Mapping, Optional, Union
 
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 from plyfile import PlyData
 
+from langfield.io import atomic_write_with
 from langfield.gaussians.params import create_params, num_sh_bases, sh_degree_of
 from langfield.types import DataError
 
@@ -130,26 +130,15 @@ def save_ply(
     header = ["ply", "format binary_little_endian 1.0", f"element vertex {n}"]
     header += [f"property float {name}" for name in names]
     header += ["end_header"]
-    _atomic_write(path, ("\n".join(header) + "\n").encode("ascii"), table)
+    head = ("\n".join(header) + "\n").encode("ascii")
+
+    def write(fh) -> None:
+        fh.write(head)
+        fh.write(table.tobytes())
+
+    # fsync: a crash right after the rename must not leave a truncated PLY as the scene's Gaussians.
+    atomic_write_with(path, write, fsync=True)
     return path
-
-
-def _atomic_write(path: Path, header: bytes, table: np.ndarray) -> None:
-    """Write to a temp file beside ``path`` and rename, so readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(header)
-            f.write(table.tobytes())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _indexed_count(names: set[str], prefix: str, path: Path) -> int:

@@ -24,8 +24,6 @@ negative get colour.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Literal, Optional, Union
 
@@ -34,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from langfield.io import atomic_write_png
 from langfield.query.levels import smooth_relevancy
 from langfield.query.relevancy import QueryConfig
 
@@ -140,21 +139,6 @@ def heatmap_overlay(
     return (np.clip(out, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def write_png_atomic(path: Union[str, Path], image: np.ndarray) -> Path:
-    """Write an [H, W] or [H, W, 3] uint8 array as PNG via a temp file in the same directory."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp.png", dir=path.parent)
-    os.close(fd)
-    try:
-        Image.fromarray(np.ascontiguousarray(image)).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
 def save_heatmap_png(
     path: Union[str, Path],
     rgb: Union[np.ndarray, torch.Tensor],
@@ -163,10 +147,10 @@ def save_heatmap_png(
     opacity: float = 0.6,
 ) -> Path:
     """Normalise raw relevancy ``rel`` [H, W] with ``mode`` and write the overlay PNG atomically."""
-    return write_png_atomic(path, heatmap_overlay(rgb, normalize_relevancy(rel, mode), opacity=opacity))
+    return atomic_write_png(path, heatmap_overlay(rgb, normalize_relevancy(rel, mode), opacity=opacity))
 
 
 def save_mask_png(path: Union[str, Path], mask: torch.Tensor) -> Path:
     """Write a boolean mask [H, W] as a 0/255 greyscale PNG, atomically."""
     m = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
-    return write_png_atomic(path, (m.astype(bool) * 255).astype(np.uint8))
+    return atomic_write_png(path, (m.astype(bool) * 255).astype(np.uint8))

@@ -22,15 +22,14 @@ decoded latents are renormalised once by whoever decodes them.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import torch
 
+from langfield.io import atomic_torch_save
 from langfield.types import DataError, LangfieldError
 
 TextEncoder = Callable[[list[str]], torch.Tensor]
@@ -123,15 +122,7 @@ class TextEmbeddingCache:
         path = self.cache_file
         if path is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            torch.save(dict(self._memo), tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_torch_save(path, dict(self._memo))
 
     def __call__(self, texts: Sequence[str]) -> torch.Tensor:
         """[Q, E] float32 L2-normalised embeddings of ``texts`` (encodes only unseen strings)."""

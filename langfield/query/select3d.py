@@ -11,14 +11,13 @@ a lone outlier Gaussian cannot win), unless a level is fixed.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Union
 
 import torch
 
+from langfield.io import atomic_torch_save
 from langfield.query.masks import normalize_relevancy
 from langfield.query.relevancy import QueryConfig, relevancy
 from langfield.types import DataError
@@ -118,22 +117,12 @@ class GaussianRelevancy:
 
     def save(self, path: Union[str, Path]) -> Path:
         """Save the decoded features (and means/opacities) atomically, so a later session skips decoding."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-        os.close(fd)
         data = {"features": self.features.cpu()}
         if self.means is not None:
             data["means"] = self.means.cpu()
         if self.opacities is not None:
             data["opacities"] = self.opacities.cpu()
-        try:
-            torch.save(data, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
+        return atomic_torch_save(path, data)
 
     @classmethod
     def load(cls, path: Union[str, Path], device: Union[str, torch.device] = "cpu") -> "GaussianRelevancy":

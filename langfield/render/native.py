@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import itertools
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 import torch
 
+from langfield.io import atomic_torch_save
 from langfield.render import _build
 from langfield.render._native_backends import CpuKernels, CudaKernels
 from langfield.types import LangfieldError
@@ -119,11 +119,7 @@ def _dump(directory: str, op: str, args: dict[str, Any], reason: str) -> Path:
         "args": {k: (v.detach().cpu().clone() if isinstance(v, torch.Tensor) else v) for k, v in args.items()},
     }
     path = d / f"{op}-{os.getpid()}-{next(_DUMP_COUNTER)}.pt"
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".dump-", suffix=".pt")
-    os.close(fd)
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_torch_save(path, payload)
 
 
 def _guarded(op: str, args: dict[str, Any], fn: Callable[[], Any]) -> Any:

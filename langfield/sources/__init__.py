@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from langfield.sources.colmap import find_model, read_colmap
+from langfield.sources.dataset import NoPosesError, load_dataset, load_split_views
 from langfield.sources.conventions import opengl_to_opencv_c2w
 from langfield.sources.imagefolder import image_dir_of, intrinsics_are_guessed, read_image_folder
 from langfield.sources.io import load_alpha, load_depth, load_rgb, load_semantics
@@ -22,7 +23,7 @@ FORMATS = ("nerfstudio", "blender", "colmap", "llff", "images")
 
 __all__ = [
     "FORMATS", "detect_format", "load_capture", "load_rgb", "load_alpha", "load_depth", "load_semantics",
-    "load_views", "intrinsics_are_guessed", "opengl_to_opencv_c2w",
+    "load_views", "intrinsics_are_guessed", "opengl_to_opencv_c2w", "load_dataset", "load_split_views", "NoPosesError",
 ]
 
 

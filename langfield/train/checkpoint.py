@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from langfield.scene import CHECKPOINT_DIR, atomic_save_with
+from langfield.io import atomic_torch_save
+from langfield.scene import CHECKPOINT_DIR
 from langfield.types import DataError
 
 CHECKPOINT_VERSION = 1
@@ -64,7 +65,7 @@ def checkpoint_path(scene_dir: Path, step: int) -> Path:
 def save_checkpoint(scene_dir: Path, payload: dict[str, Any], step: int, keep: int = 2) -> Path:
     """Atomically write ``payload`` as the checkpoint of ``step`` and delete all but the newest ``keep``."""
     path = checkpoint_path(scene_dir, step)
-    atomic_save_with(path, lambda tmp: torch.save({"version": CHECKPOINT_VERSION, **payload}, tmp))
+    atomic_torch_save(path, {"version": CHECKPOINT_VERSION, **payload})
     ckpts = sorted(path.parent.glob("ckpt_*.pt"))
     for old in ckpts[: max(0, len(ckpts) - keep)]:
         old.unlink(missing_ok=True)

@@ -31,6 +31,7 @@ from typing import Any, Literal, Mapping, Optional
 
 import torch
 
+from langfield.render.views import render_latents
 from langfield.types import Capture, DataError, LangfieldError, RenderOutput, View
 
 log = logging.getLogger(__name__)
@@ -242,36 +243,6 @@ def latent_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, l
     if n == 0:
         return pred.sum() * 0.0
     return (diff * valid).sum() / (n * latent_dim)
-
-
-def render_latents(
-    params: torch.nn.ParameterDict,
-    view: View,
-    latents: torch.Tensor,
-    *,
-    backend: str = "auto",
-    sh_degree: Optional[int] = None,
-    with_rgb: bool = False,
-) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Render ``latents`` [N, C] of the (frozen) Gaussians into ``view``: ([H, W, C], rgb [H, W, 3] or None).
-
-    Without ``with_rgb`` colours are constant zeros, so no SH is evaluated.
-    """
-    from langfield.gaussians.params import activate
-    from langfield.render import render
-
-    g = activate(params)
-    n = g.means.shape[0]
-    colour: dict[str, Any] = (
-        {"sh_coeffs": g.sh.detach(), "sh_degree": sh_degree} if with_rgb else {"colors": latents.new_zeros(n, 3)}
-    )
-    out = render(
-        g.means.detach(), g.quats.detach(), g.scales.detach(), g.opacities.detach(),
-        view.viewmat[None], view.K[None], int(view.width), int(view.height),
-        features=latents, render_depth=False, backend=backend, **colour,
-    )
-    assert out.features is not None
-    return out.features[0], (out.rgb[0] if with_rgb else None)
 
 
 def add_zero_latents(params: torch.nn.ParameterDict, targets: LanguageTargets) -> None:

@@ -23,7 +23,9 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from langfield.scene import CONFIG_FILE, LANGUAGE_KEY, SceneCamera, atomic_write_json, latest_checkpoint, load_scene_config, save_scene
+from langfield.io import atomic_write_json
+from langfield.scene import CONFIG_FILE, LANGUAGE_KEY, SceneCamera, latest_checkpoint, load_scene_config, save_scene
+from langfield.sources.dataset import NoPosesError, load_dataset, load_split_views  # noqa: F401 (NoPosesError re-exported)
 from langfield.train.checkpoint import load_checkpoint
 from langfield.train.language import (
     JointLatentLoss,
@@ -40,10 +42,6 @@ from langfield.types import Capture, DataError, LangfieldError, View
 
 # LanguageConfig fields a resumed run takes from config.json whatever it is given (they shape the checkpoint).
 _JOINT_FIELDS = ("schedule", "joint_weight", "lr")
-
-
-class NoPosesError(LangfieldError):
-    """The capture has no camera poses and no pose front end exists yet."""
 
 
 @dataclass
@@ -66,28 +64,6 @@ def resolve_device(cfg: TrainConfig) -> torch.device:
     if cfg.backend in ("auto", "cuda") and torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
-
-
-def load_posed_capture(data: Path, cfg: TrainConfig) -> Capture:
-    from langfield.sources import load_capture
-
-    capture = load_capture(Path(data), images=cfg.images, eval_every=cfg.eval_every)
-    if not capture.has_poses:
-        raise NoPosesError(
-            f"{data}: the images have no camera poses, and the pose front end (SfM/SLAM) is not available yet; "
-            "provide a posed dataset (nerfstudio transforms.json, COLMAP sparse model or LLFF poses_bounds.npy)"
-        )
-    if not capture.train_ids:
-        raise DataError(f"{data}: no training frames")
-    return capture
-
-
-def load_split_views(capture: Capture, cfg: TrainConfig, device: torch.device) -> tuple[list[View], list[View]]:
-    from langfield.sources import load_views
-
-    train = load_views(capture, capture.train_ids, downscale=cfg.downscale, device=device)
-    evals = load_views(capture, capture.eval_ids, downscale=cfg.downscale, device=device) if capture.eval_ids else []
-    return train, evals
 
 
 def initial_gaussians(capture: Capture, views: list[View], cfg: TrainConfig, device: torch.device) -> torch.nn.ParameterDict:
@@ -234,8 +210,8 @@ def reconstruct(
 
     seed_everything(cfg.seed)
     device = resolve_device(cfg)
-    capture = load_posed_capture(data, cfg)
-    train_views, eval_views = load_split_views(capture, cfg, device)
+    capture = load_dataset(data, images=cfg.images, eval_every=cfg.eval_every)
+    train_views, eval_views = load_split_views(capture, downscale=cfg.downscale, device=device)
     use_depth = capture.has_depth and any(v.depth is not None for v in train_views)
 
     meta = {

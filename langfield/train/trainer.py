@@ -24,7 +24,7 @@ from langfield.train.checkpoint import capture_rng_states, restore_rng_states, s
 from langfield.train.config import TrainConfig, config_to_dict
 from langfield.train.losses import masked_depth_l1, photometric_loss
 from langfield.train.resolution import ResolutionSchedule, downscale_view
-from langfield.train.view_render import background_color, render_params
+from langfield.render.views import background_color, render_params
 from langfield.types import RenderOutput, View
 
 # Adam epsilon as in gsplat: the default 1e-8 is large relative to tiny SH/position gradients.

@@ -14,11 +14,10 @@ from langfield.train.language import (
     LanguageConfig,
     LanguageTargets,
     add_zero_latents,
-    render_latents,
 )
 from langfield.train.reconstruct import reconstruct
 from langfield.train.trainer import Trainer, seed_everything
-from langfield.train.view_render import render_params
+from langfield.render.views import render_latents, render_params
 
 TINY = "test-tiny"
 

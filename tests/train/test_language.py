@@ -11,10 +11,10 @@ from langfield.train.language import (
     LanguageConfig,
     LanguageTargets,
     latent_loss,
-    render_latents,
     resolve_method,
     train_latents,
 )
+from langfield.render.views import render_latents
 from langfield.types import Capture, Label, LangfieldError
 
 

@@ -1,8 +1,8 @@
-"""Render stored (pre-activation) Gaussians from views: the one place train/eval/CLI call the rasterizer."""
+"""Render stored (pre-activation) Gaussians from views: the one place train/eval/query/CLI call the rasterizer."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
@@ -59,3 +59,32 @@ def render_params(
         backend=backend,
         absgrad=absgrad,
     )
+
+
+def render_latents(
+    params: torch.nn.ParameterDict,
+    view: View,
+    latents: torch.Tensor,
+    *,
+    backend: str = "auto",
+    sh_degree: Optional[int] = None,
+    with_rgb: bool = False,
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Render ``latents`` [N, C] of the (frozen) Gaussians into ``view``: ([H, W, C], rgb [H, W, 3] or None).
+
+    Without ``with_rgb`` colours are constant zeros, so no SH is evaluated.
+    """
+    from langfield.render import render
+
+    g = activate(params)
+    n = g.means.shape[0]
+    colour: dict[str, Any] = (
+        {"sh_coeffs": g.sh.detach(), "sh_degree": sh_degree} if with_rgb else {"colors": latents.new_zeros(n, 3)}
+    )
+    out = render(
+        g.means.detach(), g.quats.detach(), g.scales.detach(), g.opacities.detach(),
+        view.viewmat[None], view.K[None], int(view.width), int(view.height),
+        features=latents, render_depth=False, backend=backend, **colour,
+    )
+    assert out.features is not None
+    return out.features[0], (out.rgb[0] if with_rgb else None)

@@ -1,0 +1,50 @@
+"""The one public dataset loader: what ``reconstruct``, ``eval`` and ``check`` read a dataset with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+
+from langfield.types import Capture, DataError, LangfieldError, View
+
+
+class NoPosesError(LangfieldError):
+    """The capture has no camera poses and no pose front end exists yet."""
+
+
+def load_dataset(
+    path: Union[str, Path],
+    *,
+    images: Optional[str] = None,
+    eval_every: int = 8,
+    require_poses: bool = True,
+) -> Capture:
+    """Read and validate a dataset of any supported format (``load_capture``) for training.
+
+    ``require_poses``: raise ``NoPosesError`` for a capture without camera poses
+    (an image folder) and ``DataError`` when no frame is left for training.
+    """
+    from langfield.sources import load_capture
+
+    capture = load_capture(Path(path), images=images, eval_every=eval_every)
+    if require_poses and not capture.has_poses:
+        raise NoPosesError(
+            f"{path}: the images have no camera poses, and the pose front end (SfM/SLAM) is not available yet; "
+            "provide a posed dataset (nerfstudio transforms.json, COLMAP sparse model or LLFF poses_bounds.npy)"
+        )
+    if not capture.train_ids:
+        raise DataError(f"{path}: no training frames")
+    return capture
+
+
+def load_split_views(
+    capture: Capture, *, downscale: int = 1, device: Union[str, torch.device] = "cpu"
+) -> tuple[list[View], list[View]]:
+    """(train views, eval views) of a capture, images loaded at ``1 / downscale``."""
+    from langfield.sources.views import load_views
+
+    train = load_views(capture, capture.train_ids, downscale=downscale, device=device)
+    evals = load_views(capture, capture.eval_ids, downscale=downscale, device=device) if capture.eval_ids else []
+    return train, evals
