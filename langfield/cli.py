@@ -11,17 +11,19 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Literal, Optional, Sequence, Union
+from typing import Annotated, Any, Literal, Optional, Sequence, Union
 
 import tyro
 
 from langfield.cli_language import EvalQueries, Query, Select, Weights
+from langfield.features.weights import TINY
+from langfield.render.backend import Backend
+from langfield.train.config import TRAIN_PRESETS, TrainConfig
+from langfield.train.language import LanguageConfig
 from langfield.types import DataError, LangfieldError
 from langfield.viewer.command import ViewCommand
-
-Backend = Literal["auto", "torch", "cpu", "cuda"]
 
 
 def _pos(metavar: str):
@@ -34,19 +36,23 @@ SceneArg = _pos("SCENE")
 
 # Demo defaults: small enough to finish in a few minutes on a laptop CPU.
 DEMO_WIDTH, DEMO_HEIGHT, DEMO_ITERATIONS, DEMO_MAX_GAUSSIANS = 160, 120, 800, 50_000
+DEMO_CHECKPOINT_EVERY = 500
+
+Preset = Literal["default", "absgrad"]
+"""Names of ``train.config.TRAIN_PRESETS`` (a test holds the two equal)."""
 
 
-def _train_config(**kw):
-    from langfield.train.config import TrainConfig
+def _evaluation() -> dict:
+    """The evaluation callbacks ``reconstruct`` takes (training never imports eval itself)."""
+    from langfield.eval.report import evaluate_and_report, evaluate_views
 
-    try:
-        return TrainConfig(**kw)
-    except ValueError as e:
-        raise LangfieldError(f"bad option: {e}") from None
+    return {"evaluate": evaluate_and_report, "evaluate_views": evaluate_views}
 
 
 def _print_json(obj) -> None:
-    print(json.dumps(obj, indent=2, default=str))
+    from langfield.io import dumps_json
+
+    print(dumps_json(obj))  # strict: NaN/inf become null, so the output is always valid JSON
 
 
 @dataclass
@@ -57,88 +63,51 @@ class Reconstruct:
     """Dataset: a transforms.json or a directory (nerfstudio, COLMAP sparse model, LLFF poses_bounds.npy)."""
     out: Path
     """Scene directory to write (config.json, point_cloud.ply, cameras.json, checkpoints/, eval/)."""
-    iterations: Optional[int] = None
-    """Optimisation steps (default 7000; with --resume: keep the checkpoint's)."""
-    backend: Backend = "auto"
-    """Rasterizer backend."""
-    downscale: int = 1
-    """Load images downscaled by this integer factor."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Training options (langfield.train.config.TrainConfig), with the learning rates (--train.lr.*) and the
+    densification strategy (--train.strategy.*); common ones have short aliases (--iterations, --backend,
+    --downscale, --eval-every, --images, --seed, --checkpoint-every, --max-gaussians).  With --resume the
+    checkpoint's options are used; --iterations then sets a new total (default: the checkpoint's)."""
+    language: LanguageConfig = field(default_factory=LanguageConfig)
+    """Language stage options (langfield.train.language.LanguageConfig); --features none skips the stage, auto
+    skips it with a warning when the default weights are missing.  With --resume and --features auto the
+    language stage recorded in OUT/config.json is continued."""
+    preset: Preset = "default"
+    """Starting values of the training options (options given on the command line override them): default, or
+    absgrad = AbsGS densification, growing Gaussians by the sum over pixels of |screen-space gradient|
+    (means2d.absgrad) with the AbsGS threshold (gaussians.strategy.ABSGRAD_GROW_GRAD2D, 0.0008) instead of the
+    mean gradient (0.0002)."""
+    absgrad: bool = False
+    """Short for --preset absgrad."""
     resume: bool = False
     """Continue the run in OUT from its newest checkpoint."""
     overwrite: bool = False
     """Replace an existing OUT (the old scene is removed only once the new one is complete)."""
-    eval_every: int = 8
-    """Hold out every N-th image for evaluation unless the dataset defines a split (0 = none)."""
-    images: Optional[str] = None
-    """Image sub-folder to use (e.g. images_8 for LLFF)."""
-    seed: int = 0
-    """Random seed."""
-    checkpoint_every: int = 1000
-    """Write a checkpoint every N steps (the last 2 are kept)."""
-    max_gaussians: Optional[int] = None
-    """Stop densification from growing beyond this many Gaussians (bounds memory and time); default
-    0.9 per pixel of one training image (TrainConfig.gaussians_per_pixel)."""
-    absgrad: bool = False
-    """AbsGS densification: grow Gaussians by the sum over pixels of |screen-space gradient| (means2d.absgrad,
-    threshold 0.0008) instead of the mean gradient (0.0002)."""
     quiet: bool = False
     """No progress bar."""
-    features: Literal["auto", "labels", "sam-clip", "dense", "none"] = "auto"
-    """Language features: labels | sam-clip | dense | none; auto = labels when the dataset has labels.json, else
-    sam-clip (auto skips the language stage with a warning when the default weights are missing)."""
-    clip: str = "ViT-B-16:laion2b_s34b_b88k"
-    """CLIP model: open_clip MODEL[:TAG], a checkpoint path, or test-tiny (random; see `langfield weights`)."""
-    sam: Optional[str] = None
-    """SAM checkpoint for sam-clip: vit_h | vit_l | vit_b | PATH | test-tiny (default vit_h)."""
-    latent_iterations: int = 2000
-    """Language latent optimisation steps (after geometry, geometry frozen; sequential schedule)."""
-    language_schedule: Literal["sequential", "joint"] = "sequential"
-    """sequential: geometry first, then latents with geometry frozen; joint: latents trained with the geometry
-    from step 0 (one render pass, the latent loss also shapes the geometry)."""
-    joint_weight: float = 1.0
-    """Joint schedule: weight (> 0) of the latent loss relative to the RGB loss."""
-    latent_dim: int = 3
-    """Codec latent width per level."""
-    codec_steps: int = 3000
-    """Optimisation steps of the per-scene codec."""
+    iterations_given: tyro.conf.Suppress[bool] = False
+    """Set by the parser, not an option: whether the command line named the iterations (with --resume, a new
+    total; otherwise the checkpoint's is kept)."""
+
+    def preset_name(self) -> str:
+        """The chosen preset (--absgrad is --preset absgrad)."""
+        if self.absgrad and self.preset not in ("default", "absgrad"):
+            raise LangfieldError(f"--absgrad and --preset {self.preset} exclude each other")
+        return "absgrad" if self.absgrad else self.preset
 
     def run(self) -> int:
         from langfield.train.reconstruct import reconstruct
 
-        language = _language_config(self.features, self.clip, self.sam, self.latent_iterations, self.latent_dim,
-                                    self.codec_steps, schedule=self.language_schedule, joint_weight=self.joint_weight)
         if self.resume and self.overwrite:
             raise LangfieldError("--resume and --overwrite exclude each other")
-        cfg = _train_config(
-            iterations=self.iterations or 7000, backend=self.backend, downscale=self.downscale,
-            eval_every=self.eval_every, images=self.images, seed=self.seed, checkpoint_every=self.checkpoint_every,
-        )
-        cfg.strategy.max_gaussians = self.max_gaussians
-        if self.absgrad:
-            from langfield.gaussians.strategy import ABSGRAD_GROW_GRAD2D
-
-            cfg.strategy.absgrad = True
-            cfg.strategy.grow_grad2d = ABSGRAD_GROW_GRAD2D
-        result = reconstruct(self.data, self.out, cfg, resume=self.resume, overwrite=self.overwrite,
-                             iterations=self.iterations, progress=not self.quiet,
-                             language=None if self.resume and self.features == "auto" else language)
+        features = self.language.features
+        language = None if features == "none" or (self.resume and features == "auto") else self.language
+        result = reconstruct(self.data, self.out, self.train, resume=self.resume, overwrite=self.overwrite,
+                             iterations=self.train.iterations if self.resume and self.iterations_given else None,
+                             progress=not self.quiet, language=language, **_evaluation())
         assert result is not None
         _print_summary(result)
         return 0
-
-
-def _language_config(features: str, clip: str, sam: Optional[str], iterations: int, latent_dim: int,
-                     codec_steps: int = 3000, *, schedule: str = "sequential", joint_weight: float = 1.0):
-    """The language stage of ``reconstruct`` (None for --features none)."""
-    from langfield.train.language import LanguageConfig
-
-    if features == "none":
-        return None
-    # An unspecified choice (no --features, --clip or --sam) must not make a plain `reconstruct`
-    # fail for want of optional weights; anything the user named explicitly fails loudly.
-    return LanguageConfig(features=features, clip=clip, sam=sam, iterations=iterations, latent_dim=latent_dim,  # type: ignore[arg-type]
-                          codec_steps=codec_steps, schedule=schedule, joint_weight=joint_weight,  # type: ignore[arg-type]
-                          skip_if_unavailable=features == "auto" and clip == LanguageConfig.clip and sam is None)
 
 
 def _print_summary(result) -> None:
@@ -170,11 +139,13 @@ class Render:
     """Rasterizer backend."""
 
     def run(self) -> int:
-        from langfield.eval.render_files import orbit_cameras, render_cameras, write_animation
+        from langfield.cli_render import orbit_cameras, render_cameras, write_animation
+        from langfield.outputs import check_output
         from langfield.scene import load_scene, read_transforms_cameras
 
+        check_output(self.out, [self.scene, self.cameras])
         scene = load_scene(self.scene)
-        background = scene.config.get("train", {}).get("background", "black")
+        background = scene.settings.train.background
         if self.out.exists() and not self.out.is_dir():
             raise LangfieldError(f"{self.out}: exists and is not a directory")
         n = 0
@@ -207,10 +178,21 @@ class Eval:
 
     def run(self) -> int:
         from langfield.eval.report import evaluate_scene
+        from langfield.outputs import check_output
+        from langfield.scene import EVAL_DIR
+        from langfield.scene_lock import scene_writer
 
-        report = evaluate_scene(self.scene, backend=self.backend, data=self.data)
+        check_output(self.scene / EVAL_DIR, [self.data], flag="SCENE/eval")
+        with scene_writer(self.scene):  # it rewrites SCENE/eval/: one writer per scene
+            report = evaluate_scene(self.scene, backend=self.backend, data=self.data)
         _print_json({k: v for k, v in report.items() if k != "views"} | {"views": report["views"]})
         return 0
+
+
+def _demo_train_config() -> TrainConfig:
+    """The demo's training defaults: a short run and a Gaussian cap that keep it quick on a CPU."""
+    cfg = TrainConfig(iterations=DEMO_ITERATIONS, checkpoint_every=DEMO_CHECKPOINT_EVERY)
+    return replace(cfg, strategy=replace(cfg.strategy, max_gaussians=DEMO_MAX_GAUSSIANS))
 
 
 @dataclass
@@ -219,20 +201,15 @@ class Demo:
 
     out: Path
     """Demo directory."""
-    iterations: int = DEMO_ITERATIONS
-    """Optimisation steps."""
-    backend: Backend = "auto"
-    """Rasterizer backend."""
+    train: TrainConfig = field(default_factory=_demo_train_config)
+    """Training options, as for `reconstruct` (--iterations, --backend, --seed, --max-gaussians ...), with
+    demo defaults small enough for a laptop CPU; the seed also generates the synthetic scene."""
     width: int = DEMO_WIDTH
     """Synthetic image width."""
     height: int = DEMO_HEIGHT
     """Synthetic image height."""
-    max_gaussians: int = DEMO_MAX_GAUSSIANS
-    """Cap on the Gaussian count (keeps the demo quick on a CPU)."""
     overwrite: bool = False
     """Replace an existing OUT/scene."""
-    seed: int = 0
-    """Random seed (scene generation and training)."""
     quiet: bool = False
     """No progress bar."""
     language: bool = True
@@ -247,22 +224,18 @@ class Demo:
         data = self.out / "data"
         if not (data / "transforms.json").is_file():
             print(f"generating synthetic scene in {data} ...")
-            generate_scene(data, seed=self.seed, width=self.width, height=self.height)
-        cfg = _train_config(iterations=self.iterations, backend=self.backend, seed=self.seed,
-                            checkpoint_every=max(500, self.iterations // 4))
-        cfg.strategy.max_gaussians = self.max_gaussians
+            generate_scene(data, seed=self.train.seed, width=self.width, height=self.height)
         # test-tiny needs no download; only exact label names are meaningful with it (it says so).
-        language = (_language_config("labels", "test-tiny", None, 2000, 3, schedule="joint", joint_weight=1.0)
-                    if self.language else None)
-        result = reconstruct(data, self.out / "scene", cfg, language=language, overwrite=self.overwrite,
-                             progress=not self.quiet)
+        language = LanguageConfig(features="labels", clip=TINY, schedule="joint") if self.language else None
+        result = reconstruct(data, self.out / "scene", self.train, language=language, overwrite=self.overwrite,
+                             progress=not self.quiet, **_evaluation())
         assert result is not None
         _print_summary(result)
         scene = result.scene_dir
         print(f"next: langfield render {scene} --out {self.out / 'renders'} --orbit 36")
         if self.language:
             queries = self.out / "queries"
-            run_query(Query(scene=scene, texts=DEMO_QUERIES, out=queries, backend=self.backend))
+            run_query(Query(scene=scene, texts=DEMO_QUERIES, out=queries, backend=self.train.backend))
             print(f"queries:       {queries / 'manifest.json'} (overlays in {queries / 'overlay'})")
             print(f'next: langfield query {scene} "lamp shade" --out {self.out / "lamp"}   '
                   f"(label names: {data / 'labels.json'})")
@@ -282,6 +255,7 @@ class Info:
         from langfield.scene import load_scene
 
         scene = load_scene(self.scene)
+        settings = scene.settings
         means = scene.params["means"].detach()
         splits: dict[str, int] = {}
         for c in scene.cameras:
@@ -296,25 +270,101 @@ class Info:
             "latent_dim": int(scene.params["latents"].shape[1]) if "latents" in scene.params else 0,
             "cameras": splits,
             "image_sizes": sizes,
-            "iterations": scene.config.get("iterations"),
-            "data": scene.config.get("data"),
-            "capture_kind": scene.config.get("capture_kind"),
+            "iterations": settings.iterations,
+            "data": str(settings.data) if settings.data is not None else None,
+            "capture_kind": settings.capture_kind,
         })
         return 0
 
 
-Command = Union[
-    Annotated[Reconstruct, tyro.conf.subcommand("reconstruct")],
-    Annotated[Render, tyro.conf.subcommand("render")],
-    Annotated[Eval, tyro.conf.subcommand("eval")],
-    Annotated[Demo, tyro.conf.subcommand("demo")],
-    Annotated[Info, tyro.conf.subcommand("info")],
-    Annotated[Query, tyro.conf.subcommand("query")],
-    Annotated[Select, tyro.conf.subcommand("select")],
-    Annotated[Weights, tyro.conf.subcommand("weights")],
-    Annotated[EvalQueries, tyro.conf.subcommand("eval-queries")],
-    Annotated[ViewCommand, tyro.conf.subcommand("view")],
-]
+@dataclass
+class Check:
+    """Validate a dataset the way `reconstruct` reads it (frames, intrinsics, distortion, depth, labels, split,
+    points, every pixel) without training; prints a JSON summary with warnings, or the first error."""
+
+    data: DataArg
+    """Dataset: a transforms.json or a directory (nerfstudio, COLMAP sparse model, LLFF poses_bounds.npy)."""
+    images: Optional[str] = None
+    """Image sub-folder to use (e.g. images_8 for LLFF)."""
+    downscale: int = 1
+    """Check the images as `reconstruct --downscale K` will load them."""
+    eval_every: int = 8
+    """Hold out every N-th image for evaluation unless the dataset defines a split (0 = none)."""
+
+    def run(self) -> int:
+        from langfield.sources.check import check_dataset
+
+        _print_json(check_dataset(self.data, images=self.images, downscale=self.downscale,
+                                  eval_every=self.eval_every))
+        return 0
+
+
+def _commands(reconstruct_default: Optional[Reconstruct] = None) -> Any:
+    """The subcommands; ``reconstruct_default`` gives `reconstruct` other starting values (a preset)."""
+    reconstruct = (tyro.conf.subcommand("reconstruct") if reconstruct_default is None
+                   else tyro.conf.subcommand("reconstruct", default=reconstruct_default))
+    return Union[
+        Annotated[Reconstruct, reconstruct],
+        Annotated[Check, tyro.conf.subcommand("check")],
+        Annotated[Render, tyro.conf.subcommand("render")],
+        Annotated[Eval, tyro.conf.subcommand("eval")],
+        Annotated[Demo, tyro.conf.subcommand("demo")],
+        Annotated[Info, tyro.conf.subcommand("info")],
+        Annotated[Query, tyro.conf.subcommand("query")],
+        Annotated[Select, tyro.conf.subcommand("select")],
+        Annotated[Weights, tyro.conf.subcommand("weights")],
+        Annotated[EvalQueries, tyro.conf.subcommand("eval-queries")],
+        Annotated[ViewCommand, tyro.conf.subcommand("view")],
+    ]
+
+
+Command = _commands()
+
+
+def _parse(args: list[str], description: str) -> Any:
+    """The command line as a command object.
+
+    tyro fills an option that is not given with its default, so two facts need
+    another parse of the same arguments with other defaults: a preset (the
+    second parse starts from its TrainConfig, so the options given still
+    override it) and, with --resume, whether the iterations were given (they
+    were when the parsed value does not follow a changed default).
+    """
+    def parse(reconstruct_default: Optional[Reconstruct] = None) -> Any:
+        return tyro.cli(_commands(reconstruct_default), args=args, prog="langfield", description=description)
+
+    cmd = parse()
+    if not isinstance(cmd, Reconstruct):
+        return cmd
+    base = TRAIN_PRESETS[cmd.preset_name()]()
+    if cmd.preset_name() != "default":
+        cmd = parse(Reconstruct(data=tyro.MISSING, out=tyro.MISSING, train=base))  # type: ignore[arg-type]
+    if cmd.resume:
+        probe = parse(Reconstruct(data=tyro.MISSING, out=tyro.MISSING,  # type: ignore[arg-type]
+                                  train=replace(base, iterations=base.iterations + 1)))
+        cmd = replace(cmd, iterations_given=probe.train.iterations == cmd.train.iterations)
+    return cmd
+
+
+def _error_message(e: BaseException) -> str:
+    """One line for an error that ends a command; an OSError names its file (the real one, not a temp file)."""
+    if isinstance(e, json.JSONDecodeError):
+        msg = f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg} (rerun with --debug to see which file)"
+    elif isinstance(e, OSError) and not isinstance(e, LangfieldError):
+        from langfield.io import is_temp_file
+
+        def name(f) -> str:
+            p = Path(os.fsdecode(f))
+            # ".point_cloud.ply.x1y2.tmp" is langfield.io's temp file for point_cloud.ply.
+            return str(p.with_name(p.name[1:].rsplit(".", 2)[0])) if is_temp_file(p) else str(p)
+
+        reason = e.strerror or str(e) or type(e).__name__
+        # A rename names (temp file, target): both map to the target, so say it once.
+        names = list(dict.fromkeys(name(f) for f in (e.filename, e.filename2) if f is not None))
+        msg = f"{' -> '.join(names)}: {reason}" if names else f"{reason} ({type(e).__name__})"
+    else:
+        msg = str(e)
+    return " ".join(msg.split())  # one line, whatever the message held
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -325,14 +375,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = [a for a in args if a != "--debug"]
     description = ("langfield: Gaussian-splatting scenes from posed captures. "
                    "Add --debug (or LANGFIELD_DEBUG=1) to see tracebacks of errors.")
-    cmd = tyro.cli(Command, args=args, prog="langfield", description=description)  # type: ignore[arg-type]
     try:
+        # Inside the try: config dataclasses validate in __post_init__ and raise LangfieldErrors while tyro builds them.
+        cmd = _parse(args, description)
         return int(cmd.run() or 0)
-    except LangfieldError as e:
+    except (LangfieldError, OSError, json.JSONDecodeError) as e:
+        # The one error path: user errors, and any OSError (permissions, full disk, read-only or missing
+        # directory) or parse error that reached this far, become one line and exit code 2.
         if debug:
             raise
-        msg = " ".join(str(e).split())  # one line, whatever the message held
-        print(f"error: {msg}", file=sys.stderr)
+        print(f"error: {_error_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if debug:

@@ -11,134 +11,26 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import numpy as np
 import torch
 import tyro
 
+from langfield.io import dumps_json
+from langfield.render.backend import Backend
 from langfield.types import DataError, LangfieldError
 
-Backend = Literal["auto", "torch", "cpu", "cuda"]
+if TYPE_CHECKING:
+    from langfield.query import LanguageField
+
 SceneArg = Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="SCENE")]
 TextsArg = Annotated[tuple[str, ...], tyro.conf.Positional, tyro.conf.arg(metavar="TEXT")]
-TEXT_CACHE_DIR = "text_cache"
 DEMO_QUERIES = ("table", "chair leg")
 """What ``langfield demo`` asks its scene (label names of the synthetic room: test-tiny knows only those)."""
-# LangSplat smooths with a 30 px box at ~730 px image height; smaller renders scale it down.
-_REFERENCE_SHORT_SIDE = 730
 
 
-# --------------------------------------------------------------------------- loading a language scene
-
-
-@dataclass
-class LanguageScene:
-    """A loaded scene with its language parts (codec, level layout, text encoder)."""
-
-    scene: Any
-    """``langfield.scene.Scene``."""
-    codec: Any
-    """``langfield.codec.LanguageCodec`` in eval mode."""
-    meta: dict
-    """The ``language`` section of config.json."""
-    embed: Any
-    """``TextEmbeddingCache`` of the scene's CLIP option (persisted under SCENE/text_cache)."""
-
-    @property
-    def num_levels(self) -> int:
-        return int(self.meta["num_levels"])
-
-    @property
-    def latent_dim(self) -> int:
-        return int(self.meta["latent_dim"])
-
-
-def load_language_scene(root: Path, device: str = "cpu") -> LanguageScene:
-    """Scene + codec + text encoder; LangfieldError when the scene carries no language field."""
-    from langfield.codec import load_codec
-    from langfield.query import TextEmbeddingCache
-    from langfield.scene import load_scene
-    from langfield.scene import language_meta_of
-
-    scene = load_scene(root, device=device)
-    meta = language_meta_of(scene.config)
-    if meta is None or "latents" not in scene.params:
-        raise LangfieldError(
-            f"{root}: scene has no language field (reconstruct it with --features labels|sam-clip|dense)"
-        )
-    want = int(meta["num_levels"]) * int(meta["latent_dim"])
-    if scene.params["latents"].shape[1] != want:
-        raise DataError(f"{root}: PLY has {scene.params['latents'].shape[1]} latent columns, config.json says {want}")
-    codec, _ = load_codec(Path(root) / meta.get("codec_dir", "codec"), device=device)
-    clip_option = str(meta["clip"])
-    loaded: dict[str, Any] = {}
-
-    def encode(texts: list[str]) -> torch.Tensor:
-        # Loaded on first use only: a query whose texts are all cached needs no CLIP at all.
-        if "clip" not in loaded:
-            from langfield.features.clip_model import load_clip
-
-            loaded["clip"] = load_clip(clip_option, device=device)
-        return loaded["clip"].encode_text(texts)
-
-    embed = TextEmbeddingCache(encode, model_name=clip_option, cache_dir=Path(root) / TEXT_CACHE_DIR)
-    return LanguageScene(scene, codec, meta, embed)
-
-
-def check_texts(texts: tuple[str, ...] | list[str]) -> list[str]:
-    """Stripped query texts; LangfieldError on none or an empty one."""
-    out = [t.strip() for t in texts]
-    if not out:
-        raise LangfieldError("no query text given")
-    if any(not t for t in out):
-        raise LangfieldError("empty query string: every query needs some text")
-    return out
-
-
-def auto_smoothing_kernel(height: int, width: int) -> int:
-    """LangSplat's 30 px box, scaled to the render's short side (at least 1)."""
-    return max(1, int(round(30 * min(height, width) / _REFERENCE_SHORT_SIDE)))
-
-
-def auto_majority_window(height: int, width: int) -> int:
-    """LangSplat's 7 px majority window, scaled like the box filter and kept odd (1 = off).
-
-    Unscaled, a 7 px vote erases every part thinner than ~4 px, which at 160x120
-    is most table legs and handles; at LangSplat's resolution it only removes speckle.
-    """
-    side = 7 * min(height, width) / _REFERENCE_SHORT_SIDE
-    return max(1, 2 * int(round((side - 1) / 2)) + 1)
-
-
-def query_config(negatives: Optional[tuple[str, ...]], level: Optional[int], kernel: Optional[int], h: int, w: int):
-    from langfield.query import DEFAULT_NEGATIVES, QueryConfig
-
-    return QueryConfig(negatives=tuple(negatives) if negatives else DEFAULT_NEGATIVES, level=level,
-                       smoothing_kernel=kernel or auto_smoothing_kernel(h, w),
-                       mask_majority=auto_majority_window(h, w))
-
-
-@torch.no_grad()
-def render_language(ls: LanguageScene, view, backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
-    """(latents [L, H, W, D], rgb [H, W, 3]) of one view, rendered in one pass."""
-    from langfield.render.views import render_latents
-
-    feats, rgb = render_latents(ls.scene.params, view, ls.scene.params["latents"], backend=backend,
-                                sh_degree=None, with_rgb=True)
-    h, w = feats.shape[:2]
-    lat = feats.reshape(h, w, ls.num_levels, ls.latent_dim).permute(2, 0, 1, 3).contiguous()
-    return lat, rgb.clamp(0, 1)
-
-
-def level_maps(ls: LanguageScene, view, texts: list[str], config, backend: str = "auto"):
-    """Per-level relevancy [L, Q, H, W] of ``texts`` in ``view`` plus the rendered RGB."""
-    from langfield.query import level_relevancy
-
-    lat, rgb = render_language(ls, view, backend)
-    pos = ls.embed(texts)
-    neg = ls.embed(list(config.negatives))
-    return level_relevancy(lat, pos, neg, config, similarity=ls.codec.similarity), rgb
+# --------------------------------------------------------------------------- shared
 
 
 def _slug(text: str) -> str:
@@ -180,20 +72,22 @@ class Query:
 
 def run_query(q: Query) -> dict:
     """Do the work of ``langfield query``; returns the manifest written."""
-    from langfield.query import choose_level, gather_levels, relevancy_mask, save_heatmap_png, save_mask_png
     from langfield.io import atomic_write_json, atomic_write_npy
+    from langfield.query import LanguageField, check_texts, save_heatmap_png, save_mask_png
     from langfield.scene import read_transforms_cameras
 
+    from langfield.outputs import check_output
+
+    check_output(q.out, [q.scene, q.cameras])  # inputs are read-only
     texts = check_texts(q.texts)
     if q.cameras is not None and q.eval_views:
         raise LangfieldError("--cameras and --eval-views exclude each other")
-    ls = load_language_scene(q.scene)
-    if q.level is not None and not 0 <= q.level < ls.num_levels:
-        raise LangfieldError(f"--level {q.level} out of range: the scene has {ls.num_levels} levels")
+    field = LanguageField.load(q.scene, backend=q.backend)
+    field.check_level(q.level, name="--level")
     if q.cameras is not None:
         cams = read_transforms_cameras(q.cameras)
     else:
-        cams = ls.scene.cameras_of("eval") or ls.scene.cameras_of("train")
+        cams = field.cameras_of("eval") or field.cameras_of("train")
     if not cams:
         raise DataError(f"{q.scene}: no cameras to query (pass --cameras)")
     if q.out.exists() and not q.out.is_dir():
@@ -201,25 +95,23 @@ def run_query(q: Query) -> dict:
     entries = []
     used: set[str] = set()
     for cam in cams:
-        view = cam.to_view()
-        config = query_config(q.negatives, q.level, q.smoothing_kernel, view.height, view.width)
-        maps, rgb = level_maps(ls, view, texts, config, q.backend)
-        levels = choose_level(maps, config.smoothing_kernel, config.level)
-        chosen = gather_levels(maps, levels)
-        masks = relevancy_mask(chosen, config)
+        res = field.relevancy(cam, texts, negatives=q.negatives, level=q.level, smoothing_kernel=q.smoothing_kernel,
+                              what=("rgb",))
+        masks = res.masks()
         stem = _slug(Path(cam.name).stem)
         while stem in used:  # two cameras with the same basename must not overwrite each other
             stem += "_"
         used.add(stem)
         for qi, text in enumerate(texts):
             base = f"{stem}__{_slug(text)}_{qi}"
-            rel = chosen[qi].float().cpu()
+            rel = res.relevancy[qi].float().cpu()
+            level = int(res.levels[qi])
             paths = {"relevancy": f"relevancy/{base}.npy", "mask": f"mask/{base}.png", "overlay": f"overlay/{base}.png"}
             atomic_write_npy(q.out / paths["relevancy"], rel.numpy().astype(np.float32))
             save_mask_png(q.out / paths["mask"], masks[qi])
-            save_heatmap_png(q.out / paths["overlay"], rgb, rel)
-            entries.append({"query": text, "frame": cam.name, "level": int(levels[qi]), **paths,
-                            "level_name": ls.meta["levels"][int(levels[qi])], "max_relevancy": float(rel.max())})
+            save_heatmap_png(q.out / paths["overlay"], res.frame.rgb, rel)
+            entries.append({"query": text, "frame": cam.name, "level": level, **paths,
+                            "level_name": field.level_names[level], "max_relevancy": float(rel.max())})
     manifest = {"entries": entries}
     atomic_write_json(q.out / "manifest.json", manifest)
     return manifest
@@ -249,30 +141,27 @@ class Select:
 
     def run(self) -> int:
         res = run_select(self)
-        print(json.dumps(res, indent=2))
+        print(dumps_json(res))
         return 0
 
 
 def run_select(s: Select) -> dict:
     """Do the work of ``langfield select``; returns the printed summary."""
-    from langfield.query import DEFAULT_NEGATIVES, GaussianRelevancy, QueryConfig, SelectionConfig, export_selection
+    from langfield.query import LanguageField, check_texts, export_selection
 
+    from langfield.outputs import check_output
+
+    check_output(s.out, [s.scene])  # inputs are read-only
     text = check_texts([s.text])[0]
-    ls = load_language_scene(s.scene)
-    if s.level is not None and not 0 <= s.level < ls.num_levels:
-        raise LangfieldError(f"--level {s.level} out of range: the scene has {ls.num_levels} levels")
-    p = ls.scene.params
-    gr = GaussianRelevancy.from_latents(p["latents"].detach(), ls.codec.decode, ls.num_levels,
-                                        means=p["means"].detach(), opacities=torch.sigmoid(p["opacities"].detach()))
-    config = QueryConfig(negatives=tuple(s.negatives) if s.negatives else DEFAULT_NEGATIVES, level=s.level)
-    res = gr.query(ls.embed([text])[0], ls.embed(list(config.negatives)), config,
-                   SelectionConfig(threshold=s.threshold, min_opacity=s.min_opacity))
-    export_selection(s.out, p, res.mask)
+    field = LanguageField.load(s.scene)
+    field.check_level(s.level, name="--level")
+    res = field.select(text, s.threshold, negatives=s.negatives, level=s.level, min_opacity=s.min_opacity)
+    export_selection(s.out, field.params, res.mask)
     top = int(res.relevancy.argmax())
     return {
         "query": text,
         "level": res.level,
-        "level_name": ls.meta["levels"][res.level],
+        "level_name": field.level_names[res.level],
         "selected": int(res.mask.sum()),
         "total": int(res.mask.numel()),
         "max_relevancy": float(res.relevancy[top]),
@@ -302,7 +191,7 @@ class Weights:
         if self.verify:
             rows = verify_present(rows)
         if self.json:
-            print(json.dumps(rows, indent=2, default=str))
+            print(dumps_json(rows))
             return 2 if any(r.get("verified") is False for r in rows) else 0
         for r in rows:
             status = "present" if r.get("present") else "MISSING"
@@ -340,10 +229,13 @@ class EvalQueries:
     leg at the frame edge is not a meaningful query (default 0.1%: 19 px at 160x120)."""
 
     def run(self) -> int:
-        report = run_eval_queries(self)
-        print(json.dumps({"mean": report["mean"], "mean_of_queries": report["mean_of_queries"],
+        from langfield.scene_lock import scene_writer
+
+        with scene_writer(self.scene):  # it writes SCENE/eval/queries.json: one writer per scene
+            report = run_eval_queries(self)
+        print(dumps_json({"mean": report["mean"], "mean_of_queries": report["mean_of_queries"],
                           "closed_set_accuracy": report["closed_set_accuracy"],
-                          "per_query": report["per_query"], "report": report["path"]}, indent=2))
+                          "per_query": report["per_query"], "report": report["path"]}))
         return 0
 
 
@@ -366,10 +258,10 @@ def label_annotations(semantics: np.ndarray, labels: dict, min_pixels: int = 1) 
 
 
 @torch.no_grad()
-def _closed_set_counts(ls: LanguageScene, lat: torch.Tensor, semantics: np.ndarray, labels: dict,
+def _closed_set_counts(field: "LanguageField", lat: torch.Tensor, semantics: np.ndarray, labels: dict,
                        acc: dict[str, tuple[int, int]]) -> None:
     """Add (correct, labelled) pixel counts per level named part/whole to ``acc``."""
-    for lvl, name in enumerate(ls.meta.get("levels", [])):
+    for lvl, name in enumerate(field.level_names):
         if name not in ("part", "whole"):
             continue
         texts = sorted({getattr(lab, name) for lab in labels.values()})
@@ -379,8 +271,8 @@ def _closed_set_counts(ls: LanguageScene, lat: torch.Tensor, semantics: np.ndarr
         valid = gt >= 0
         if not valid.any():
             continue
-        feats = ls.codec.decode(lat[lvl].reshape(-1, lat.shape[-1]))
-        pred = (feats @ ls.embed(texts).T).argmax(-1).reshape(semantics.shape).numpy()
+        feats = field.codec.decode(lat[lvl].reshape(-1, lat.shape[-1]))
+        pred = (feats @ field.embed(texts).T).argmax(-1).reshape(semantics.shape).numpy()
         c, t = acc.get(name, (0, 0))
         acc[name] = (c + int((pred[valid] == gt[valid]).sum()), t + int(valid.sum()))
 
@@ -388,19 +280,19 @@ def _closed_set_counts(ls: LanguageScene, lat: torch.Tensor, semantics: np.ndarr
 def run_eval_queries(e: EvalQueries) -> dict:
     """Do the work of ``langfield eval-queries``; returns the report (also written to SCENE/eval/queries.json)."""
     from langfield.eval.queries import aggregate, evaluate_frame, save_report
-    from langfield.scene import EVAL_DIR
+    from langfield.query import LanguageField
+    from langfield.scene import EVAL_DIR, write_manifest
     from langfield.sources import load_capture, load_views
 
-    ls = load_language_scene(e.scene)
-    train_cfg = ls.scene.config.get("train", {})
-    data = Path(e.data) if e.data is not None else Path(ls.scene.config.get("data", ""))
-    capture = load_capture(data, images=train_cfg.get("images"), eval_every=int(train_cfg.get("eval_every", 8)))
+    field = LanguageField.load(e.scene, backend=e.backend)
+    field.check_level(e.level, name="--level")
+    settings = field.scene.settings
+    data = Path(e.data) if e.data is not None else Path(settings.data or "")
+    capture = load_capture(data, images=settings.train.images, eval_every=settings.train.eval_every)
     if not capture.labels:
         raise DataError(f"{data}: no labels.json (eval-queries needs a labelled dataset)")
     ids = capture.eval_ids or capture.train_ids
-    views = load_views(capture, ids, downscale=int(train_cfg.get("downscale", 1)), device="cpu")
-    from langfield.query import level_relevancy
-
+    views = load_views(capture, ids, downscale=settings.train.downscale, device="cpu")
     results = []
     closed: dict[str, tuple[int, int]] = {}
     for view in views:
@@ -413,11 +305,10 @@ def run_eval_queries(e: EvalQueries) -> dict:
         texts = list(ann)
         if not texts:
             continue
-        config = query_config(None, e.level, e.smoothing_kernel, view.height, view.width)
-        lat, _ = render_language(ls, view, e.backend)
-        maps = level_relevancy(lat, ls.embed(texts), ls.embed(list(config.negatives)), config, similarity=ls.codec.similarity)
-        results += evaluate_frame(view.name, maps, texts, ann, config)
-        _closed_set_counts(ls, lat, view.semantics.cpu().numpy(), capture.labels, closed)
+        res = field.relevancy(view, texts, level=e.level, smoothing_kernel=e.smoothing_kernel)
+        assert res.frame.latents is not None
+        results += evaluate_frame(view.name, res.maps, texts, ann, res.config)
+        _closed_set_counts(field, res.frame.latents, view.semantics.cpu().numpy(), capture.labels, closed)
     report = aggregate(results)
     # Closed-set pixel accuracy (argmax over the dataset's label texts): measures the language field
     # itself, independently of how the CLIP model places texts relative to the negatives.
@@ -427,5 +318,6 @@ def run_eval_queries(e: EvalQueries) -> dict:
     report["num_views"] = len(views)
     path = Path(e.scene) / EVAL_DIR / "queries.json"
     save_report(path, report)
+    write_manifest(e.scene, changed=[f"{EVAL_DIR}/{path.name}"])  # the scene's manifest covers eval/
     report["path"] = str(path)
     return report

@@ -59,11 +59,14 @@ def atomic_write_with(path: PathLike, write: Callable[[BinaryIO], None], *, fsyn
                 os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.filename is None:
+            # A failed write() (disk full, I/O error) names no file: name the one being written.
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
     return path
 

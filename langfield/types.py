@@ -27,6 +27,18 @@ class DataError(LangfieldError):
     """Bad input data (missing/corrupt file, inconsistent intrinsics, bad pose ...)."""
 
 
+class ConfigError(LangfieldError):
+    """A configuration value out of range, raised by the config dataclasses' ``__post_init__``.
+
+    Deliberately not a ValueError: tyro turns ValueErrors of nested dataclasses
+    into its own error box, while a LangfieldError reaches the CLI's one-line
+    ``error: bad option: ...`` (exit 2).
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"bad option: {message}")
+
+
 # Camera models we understand; distortion coefficients follow OpenCV's order.
 CAMERA_MODELS = ("PINHOLE", "SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
 
@@ -180,5 +192,8 @@ class RenderOutput:
     """[C, N, 2] projected centres; ``retain_grad`` is set during training for densification."""
     radii: Optional[torch.Tensor] = None
     """[C, N] int32 screen radii in pixels, 0 = culled."""
+    absgrad: Optional[torch.Tensor] = None
+    """[C, N, 2] AbsGS statistic when rendered with ``absgrad=True`` (else None): zeros after the forward,
+    the backward adds the sum over pixels of |each pixel's share of the means2d gradient| into it."""
     extras: dict = field(default_factory=dict)
     """Backend-specific intermediate values (never relied on across packages)."""

@@ -11,15 +11,28 @@ Usage: python scripts/check_reference.py [--seed 0]
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import time
+from pathlib import Path
 
 import torch
 from torch.autograd import gradcheck
 
 from langfield.render import reference as ref
-from langfield.render.brute import brute_force_render
+
+
+def _load_brute():
+    """The brute-force compositor: a test helper (tests/render/brute.py), not part of the package."""
+    path = Path(__file__).resolve().parents[1] / "tests" / "render" / "brute.py"
+    spec = importlib.util.spec_from_file_location("langfield_test_brute", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.brute_force_render
+
+
+brute_force_render = _load_brute()
 
 
 def scene(n: int, n_cams: int, width: int, height: int, dtype: torch.dtype, seed: int):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,13 @@ import pytest
 import torch
 
 from langfield.gaussians.params import create_params, num_sh_bases, rgb_to_sh0
+
+# tests/ is not a package (--import-mode=importlib): shared helpers are registered by path.
+if "langfield_test_helpers" not in sys.modules:
+    _spec = importlib.util.spec_from_file_location("langfield_test_helpers", Path(__file__).with_name("helpers.py"))
+    _helpers = importlib.util.module_from_spec(_spec)
+    sys.modules["langfield_test_helpers"] = _helpers
+    _spec.loader.exec_module(_helpers)
 from langfield.types import View
 
 

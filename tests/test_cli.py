@@ -15,6 +15,7 @@ from PIL import Image
 from langfield.cli import main
 from langfield.eval.metrics import psnr
 from langfield.scene import load_scene, write_transforms_json
+from langfield_test_helpers import one_error_line as _one_error_line  # registered by tests/conftest.py
 
 ITERATIONS = 100
 
@@ -28,12 +29,6 @@ def trained(synthetic_dataset, tmp_path_factory):
     return out
 
 
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
 
 
 # --------------------------------------------------------------------------- end to end
@@ -103,7 +98,7 @@ def test_render_orbit(trained, tmp_path):
     assert len(frames) == 3
     assert any((tmp_path / f"orbit{ext}").is_file() for ext in (".mp4", ".gif"))
     # orbit cameras are upright (image y points against the scene cameras' up) and look at the centre
-    from langfield.eval.render_files import orbit_cameras
+    from langfield.cli_render import orbit_cameras
 
     scene = load_scene(trained)
     up = -np.mean([c.c2w[:3, 1] for c in scene.cameras], axis=0)

@@ -13,17 +13,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from langfield.geometry import quat_to_rotmat
 from langfield.types import View
 
 
 def quat_to_matrix(wxyz: np.ndarray) -> np.ndarray:
-    """[3, 3] rotation of a (w, x, y, z) quaternion (any norm)."""
-    w, x, y, z = np.asarray(wxyz, dtype=np.float64) / max(float(np.linalg.norm(wxyz)), 1e-12)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])
+    """[3, 3] float64 rotation of a (w, x, y, z) quaternion (any norm): ``langfield.geometry.quat_to_rotmat``."""
+    return quat_to_rotmat(torch.as_tensor(np.asarray(wxyz, dtype=np.float64))).numpy()
 
 
 def fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:

@@ -84,9 +84,9 @@ class PcaBasis:
 def colorize_depth(depth: torch.Tensor, alpha: torch.Tensor) -> np.ndarray:
     """[H, W] camera depth + alpha -> uint8 [H, W, 3]: turbo over the view's near..far, near = red, empty = black.
 
-    Delegates to the CLI's ``render`` depth PNG rule so both show depth the same way.
+    The rule of ``langfield render``'s depth PNGs (``langfield.render.colorize``), so both show depth alike.
     """
-    from langfield.eval.render_files import colorize_depth as _colorize
+    from langfield.render.colorize import colorize_depth as _colorize
 
     d = depth.detach().float().cpu().numpy().copy()
     d[alpha.detach().float().cpu().numpy() < 0.05] = 0.0  # nearly empty pixels carry noisy depth

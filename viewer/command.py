@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import tyro
 
+from langfield.render.backend import Backend
 from langfield.types import LangfieldError
 from langfield.viewer.config import DEFAULT_HOST, DEFAULT_PORT, ViewerConfig
 
@@ -25,7 +26,7 @@ class ViewCommand:
     """Interface to bind (default localhost only; 0.0.0.0 exposes the scene to the network)."""
     port: int = DEFAULT_PORT
     """TCP port (the next free one is used when it is taken)."""
-    backend: Literal["auto", "torch", "cpu", "cuda"] = "auto"
+    backend: Backend = "auto"
     """Rasterizer backend."""
     max_size: int = 512
     """Long side in pixels of the rendered frame once the camera stops moving."""

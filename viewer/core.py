@@ -1,9 +1,10 @@
 """The viewer's render core: scene + camera + mode -> an [H, W, 3] uint8 image. No viser here.
 
-One rasterizer pass per frame gives RGB, depth and (for language modes) the
-per-level latents; the modes only differ in how those channels become colour.
-The query logic is ``langfield.query``'s (level choice, LERF display rule,
-heatmap overlay); the core only wires it to a camera.
+The scene is a ``langfield.query.LanguageField`` (or, without a language field,
+its language-free base ``SceneField``): one rasterizer pass per frame gives RGB,
+depth and (for language modes) the per-level latents; the modes only differ in
+how those channels become colour. The query logic is ``langfield.query``'s
+(level choice, LERF display rule, heatmap overlay); the core only wires it to a camera.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import TYPE_CHECKING, Literal, Optional
 
 import numpy as np
 import torch
@@ -19,6 +20,10 @@ import torch
 from langfield.types import LangfieldError
 from langfield.viewer.camera import ViewerCamera
 from langfield.viewer.colors import PcaBasis, colorize_depth, to_uint8
+
+if TYPE_CHECKING:
+    from langfield.query import FieldRelevancy, LanguageField, SceneField
+    from langfield.scene import Scene
 
 Mode = Literal["rgb", "depth", "features", "relevancy"]
 MODES: tuple[str, ...] = ("rgb", "depth", "features", "relevancy")
@@ -58,44 +63,47 @@ class RenderResult:
 
 def pick_device(backend: str) -> str:
     """CUDA when the backend allows it and a GPU is present, else CPU."""
-    return "cuda" if backend in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    from langfield.render.backend import default_device
+
+    return str(default_device(backend))
 
 
 class RenderCore:
     """A loaded scene that renders any camera in any mode; thread-safe (one frame at a time)."""
 
     def __init__(self, scene_dir: Path, backend: str = "auto", device: Optional[str] = None) -> None:
-        from langfield.gaussians.params import activate, sh_degree_of
-        from langfield.scene import language_meta_of, load_scene, load_scene_config
+        from langfield.query import LanguageField, SceneField
 
         self.root = Path(scene_dir)
         self.backend = backend
         self.device = device or pick_device(backend)
-        self.language = None
+        base = SceneField.load(self.root, device=self.device, backend=backend)
+        self.field: SceneField = base
+        self.language: Optional[LanguageField] = None
         self.language_note = ""
-        if language_meta_of(load_scene_config(self.root)) is not None:
-            from langfield.cli_language import load_language_scene
-
+        if base.language_meta is not None:
             try:
-                self.language = load_language_scene(self.root, device=self.device)
+                self.language = LanguageField.from_scene_field(base)
+                self.field = self.language
             except LangfieldError as e:  # a broken language field must not stop the RGB viewer
                 self.language_note = f"language field unusable: {e}"
         else:
             self.language_note = ("this scene has no language field: features and relevancy are disabled "
                                   "(reconstruct with --features labels|sam-clip|dense)")
-        self.scene = self.language.scene if self.language is not None else load_scene(self.root, device=self.device)
-        params = self.scene.params
-        self.sh_degree = sh_degree_of(params)
-        with torch.no_grad():
-            g = activate(params)
-            self._g = {k: getattr(g, k).detach() for k in ("means", "quats", "scales", "opacities", "sh")}
-        self._latents = params["latents"].detach() if self.language is not None else None
-        bg = self.scene.config.get("train", {}).get("background", "black")
-        self._background = torch.tensor([1.0, 1.0, 1.0] if bg == "white" else [0.0, 0.0, 0.0], device=self.device)
         self._pca: dict[Optional[int], PcaBasis] = {}
+        self._pca_version = self.field.version
         # One lock for everything touching the scene's tensors, codec and text cache (render threads of
         # several browsers, 3D selection): held by ``render`` and by ``Selector``.
         self.lock = threading.RLock()
+
+    @property
+    def scene(self) -> Scene:
+        """The loaded scene (its ``params`` are the field's current Gaussians)."""
+        return self.field.scene
+
+    @property
+    def sh_degree(self) -> int:
+        return self.field.sh_degree
 
     # ------------------------------------------------------------------ scene facts
 
@@ -111,9 +119,7 @@ class RenderCore:
     @property
     def level_names(self) -> list[str]:
         """Names of the feature levels (finest first); empty without language."""
-        if self.language is None:
-            return []
-        return [str(n) for n in self.language.meta.get("levels", range(self.language.num_levels))]
+        return [] if self.language is None else list(self.language.level_names)
 
     def initial_camera(self) -> ViewerCamera:
         """The scene's first training camera (any camera if none is marked train)."""
@@ -124,11 +130,11 @@ class RenderCore:
 
     def scene_centre(self) -> np.ndarray:
         """[3] median of the Gaussian means (robust to floaters)."""
-        return self._g["means"].median(dim=0).values.cpu().double().numpy()
+        return self.field.gaussians.means.median(dim=0).values.cpu().double().numpy()
 
     def scene_extent(self) -> float:
         """Spread of the Gaussians: distance between their 5th and 95th percentile corners."""
-        m = self._g["means"].float().cpu()
+        m = self.field.gaussians.means.float().cpu()
         q = torch.quantile(m[:: max(1, len(m) // 50_000)], torch.tensor([0.05, 0.95]), dim=0)
         return float((q[1] - q[0]).norm())
 
@@ -141,78 +147,74 @@ class RenderCore:
     # ------------------------------------------------------------------ rendering
 
     def pca_basis(self, level: Optional[int]) -> PcaBasis:
-        """The PCA basis of one level's latents (all levels for None), fitted on first use."""
-        if level not in self._pca:
-            assert self._latents is not None and self.language is not None
-            self._pca[level] = PcaBasis.fit(self._level_slice(self._latents, level), self._g["opacities"])
-        return self._pca[level]
+        """The PCA basis of one level's latents (all levels for None), fitted on first use per Gaussians."""
+        from langfield.codec import split_levels
 
-    def _level_slice(self, latents: torch.Tensor, level: Optional[int]) -> torch.Tensor:
-        if level is None:
-            return latents
-        d = self.language.latent_dim  # type: ignore[union-attr]
-        return latents[..., level * d : (level + 1) * d]
+        ls = self.language
+        assert ls is not None
+        if self._pca_version != ls.version:  # the field was updated: bases of the old Gaussians are stale
+            self._pca, self._pca_version = {}, ls.version
+        if level not in self._pca:
+            g = ls.gaussians
+            assert g.latents is not None
+            latents = g.latents if level is None else split_levels(g.latents, ls.latent_dim)[:, level]
+            self._pca[level] = PcaBasis.fit(latents, g.opacities)
+        return self._pca[level]
 
     def check_level(self, level: Optional[int]) -> None:
         """LangfieldError unless ``level`` is None or one of the scene's levels."""
-        n = self.language.num_levels if self.language is not None else 0
-        if level is not None and not 0 <= level < n:
-            raise LangfieldError(f"level {level} out of range: the scene has {n} levels")
+        if self.language is not None:
+            self.language.check_level(level)
+        elif level is not None:
+            raise LangfieldError(f"level {level} out of range: the scene has 0 levels")
 
     @torch.no_grad()
     def render(self, camera: ViewerCamera, request: RenderRequest) -> RenderResult:
         """Render ``camera`` in ``request.mode``; a language mode on a scene without language shows RGB + note."""
-        from langfield.render import render
-
         if request.mode not in MODES:
             raise LangfieldError(f"unknown viewer mode {request.mode!r} (one of {', '.join(MODES)})")
         language_mode = request.mode in LANGUAGE_MODES
-        if language_mode and self.language is not None:
+        ls = self.language
+        if language_mode and ls is not None:
             self.check_level(request.level)
-        want_latents = language_mode and self._latents is not None
-        if request.mode == "relevancy" and not request.query.strip():
-            want_latents = False
-        view = camera.to_view(self.device)
-        g = self._g
+        query = request.query.strip()
+        what = ("rgb", "depth", "alpha")
         with self.lock:
-            out = render(g["means"], g["quats"], g["scales"], g["opacities"], view.viewmat[None], view.K[None],
-                         view.width, view.height, sh_coeffs=g["sh"], backgrounds=self._background[None],
-                         render_depth=True, features=self._latents if want_latents else None, backend=self.backend)
-            rgb, alpha = out.rgb[0].clamp(0, 1), out.alpha[0, ..., 0]
-            depth = out.depth[0, ..., 0] if out.depth is not None else torch.zeros_like(alpha)
+            # one rasterizer pass per frame: the relevancy call renders rgb/depth/alpha with the latents
+            rel = None
+            if request.mode == "relevancy" and ls is not None and query:
+                rel = ls.relevancy(camera, [query], negatives=request.negatives, level=request.level, what=what)
+                frame = rel.frame
+            else:
+                want_latents = request.mode == "features" and ls is not None
+                frame = self.field.render(camera, what=what + (("latents",) if want_latents else ()))
+            assert frame.rgb is not None and frame.alpha is not None and frame.depth is not None
+            rgb, alpha, depth = frame.rgb, frame.alpha, frame.depth
             result = RenderResult(image=to_uint8(rgb), depth=depth.float().cpu().numpy())
             if request.mode == "depth":
                 result.image = colorize_depth(depth, alpha)
-            elif language_mode and self.language is None:
+            elif language_mode and ls is None:
                 result.note = self.language_note
             elif request.mode == "features":
-                assert out.features is not None
+                assert ls is not None
                 basis = self.pca_basis(request.level)
-                result.image = basis.colorize(self._level_slice(out.features[0], request.level), alpha)
+                result.image = basis.colorize(frame.level_features(request.level, ls.latent_dim), alpha)
                 result.level = request.level
             elif request.mode == "relevancy":
-                if out.features is None:
+                if rel is None:
                     result.note = "type a query to see its relevancy"
                 else:
-                    self._relevancy(out.features[0], rgb, request, result)
+                    self._relevancy(rel, rgb, result)
         return result
 
-    def _relevancy(self, latents: torch.Tensor, rgb: torch.Tensor, request: RenderRequest, result: RenderResult) -> None:
-        """Fill ``result`` with the LERF heatmap of ``request.query`` over ``rgb``."""
-        from langfield.cli_language import query_config
-        from langfield.query import choose_level, gather_levels, heatmap_overlay, level_relevancy, normalize_relevancy
+    @staticmethod
+    def _relevancy(rel: "FieldRelevancy", rgb: torch.Tensor, result: RenderResult) -> None:
+        """Fill ``result`` with the LERF heatmap of the query over ``rgb``."""
+        from langfield.query import heatmap_overlay, normalize_relevancy
 
-        ls = self.language
-        assert ls is not None
-        h, w = latents.shape[:2]
-        config = query_config(tuple(request.negatives) or None, request.level, None, h, w)
-        lat = latents.reshape(h, w, ls.num_levels, ls.latent_dim).permute(2, 0, 1, 3).contiguous()
-        maps = level_relevancy(lat, ls.embed([request.query.strip()]), ls.embed(list(config.negatives)), config,
-                               similarity=ls.codec.similarity)
-        levels = choose_level(maps, config.smoothing_kernel, config.level)
-        rel = gather_levels(maps, levels)[0]
-        result.image = heatmap_overlay(rgb, normalize_relevancy(rel, "lerf"))
-        result.level = int(levels[0])
-        result.relevancy = rel.float().cpu().numpy()
-        if not float(rel.max()) > 0.5:
+        r = rel.relevancy[0]
+        result.image = heatmap_overlay(rgb, normalize_relevancy(r, "lerf"))
+        result.level = int(rel.levels[0])
+        result.relevancy = r.float().cpu().numpy()
+        if not float(r.max()) > 0.5:
             result.note = "nothing in view beats the negatives"

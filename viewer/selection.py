@@ -1,7 +1,8 @@
 """3D selection for the viewer: text -> selected Gaussians (points + colours) -> PLY export.
 
-Wraps ``langfield.query.GaussianRelevancy`` (decoded once per scene, lazily: the
-first "select 3D" pays for decoding every Gaussian) and ``export_selection``.
+Goes through the core's ``langfield.query.LanguageField`` (``select``: the Gaussians are
+decoded once per scene, lazily, so the first "select 3D" pays for decoding every Gaussian)
+and ``export_selection``.
 """
 
 from __future__ import annotations
@@ -48,40 +49,26 @@ class Selector:
         if core.language is None:
             raise LangfieldError(core.language_note or "scene has no language field")
         self.core = core
-        self._relevancy = None
-
-    def _gaussian_relevancy(self):
-        from langfield.query import GaussianRelevancy
-
-        if self._relevancy is None:
-            ls = self.core.language
-            p = ls.scene.params
-            self._relevancy = GaussianRelevancy.from_latents(
-                p["latents"].detach(), ls.codec.decode, ls.num_levels, means=p["means"].detach(),
-                opacities=torch.sigmoid(p["opacities"].detach()))
-        return self._relevancy
+        self.field = core.language
 
     def select(self, query: str, negatives: tuple[str, ...] = (), level: Optional[int] = None,
                threshold: float = 0.5) -> Selection:
         """Gaussians whose LERF relevancy to ``query`` exceeds ``threshold`` (as ``langfield select``)."""
-        from langfield.query import DEFAULT_NEGATIVES, QueryConfig, SelectionConfig, turbo_colormap
+        from langfield.query import turbo_colormap
 
         text = query.strip()
         if not text:
             raise LangfieldError("type a query before selecting")
         self.core.check_level(level)
-        ls = self.core.language
         with self.core.lock:  # shares the text cache and codec with the render threads
-            gr = self._gaussian_relevancy()
-            config = QueryConfig(negatives=tuple(negatives) or DEFAULT_NEGATIVES, level=level)
-            res = gr.query(ls.embed([text])[0], ls.embed(list(config.negatives)), config,
-                           SelectionConfig(threshold=threshold))
+            res = self.field.select(text, threshold, negatives=negatives, level=level)
+            means = self.field.params["means"].detach().float().cpu()
         idx = torch.nonzero(res.mask.cpu()).squeeze(1)
         if len(idx) > MAX_POINTS:  # even stride: a deterministic, spatially unbiased subset
             idx = idx[torch.linspace(0, len(idx) - 1, MAX_POINTS).long()]
         rel = res.relevancy.detach().float().cpu()[idx]
         t = ((rel - rel.min()) / (rel.max() - rel.min()).clamp_min(1e-9)).numpy() if len(rel) else np.zeros(0)
-        means = ls.scene.params["means"].detach().float().cpu()[idx].numpy()
+        means = means[idx].numpy()
         colors = (turbo_colormap(t) * 255 + 0.5).astype(np.uint8).reshape(-1, 3)
         return Selection(text, int(res.level), res.mask, means.astype(np.float32).reshape(-1, 3), colors)
 
@@ -93,4 +80,14 @@ class Selector:
             raise LangfieldError(f"nothing selected for {selection.query!r}: lower the threshold or change the query")
         out_dir = Path(out_dir) if out_dir is not None else self.core.root / "selections"
         slug = re.sub(r"[^A-Za-z0-9]+", "_", selection.query).strip("_").lower()[:40] or "selection"
-        return export_selection(out_dir / f"{slug}.ply", self.core.scene.params, selection.mask)
+        from contextlib import nullcontext
+
+        from langfield.outputs import check_output
+        from langfield.scene_lock import resolve_scene, scene_writer
+
+        # Into the scene (the default SCENE/selections): as its one writer; elsewhere: never into an input.
+        inside = resolve_scene(out_dir).is_relative_to(resolve_scene(self.core.root))
+        if not inside:
+            check_output(out_dir, [self.core.root], flag="export dir")
+        with self.core.lock, (scene_writer(self.core.root) if inside else nullcontext()):
+            return export_selection(out_dir / f"{slug}.ply", self.field.params, selection.mask)

@@ -1,4 +1,11 @@
-"""Saving and loading a codec: ``codec.pt`` (state dict) + ``codec.json`` (config + report)."""
+"""Saving and loading a codec: ``codec.pt`` (state dict) + ``codec.json`` (config + report).
+
+A codec is scene data, not a cache: a damaged one is a DataError naming the
+file, never silently different query results.  ``load_codec`` checks the
+files against the scene's manifest when the directory is a scene's
+``codec/`` (``langfield.scene.verify_scene``), the archive's CRC-32s always
+(``langfield.integrity``), and that every weight is finite.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ import torch
 
 from langfield.codec.model import CodecConfig, LanguageCodec
 from langfield.codec.train import CodecReport
+from langfield.integrity import torch_file_problem
 from langfield.io import atomic_torch_save, atomic_write_json
 from langfield.types import DataError
 
@@ -37,16 +45,26 @@ def load_codec(directory: Union[str, Path], device: str = "cpu") -> tuple[Langua
         if not p.is_file():
             raise DataError(f"{p}: codec file missing")
     try:
-        meta = json.loads(cfg_path.read_text())
+        meta = json.loads(cfg_path.read_bytes())
+        if not isinstance(meta, dict):
+            raise TypeError("expected a JSON object")
         config = CodecConfig.from_json(meta["config"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{cfg_path}: invalid codec config ({exc})") from exc
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # JSON/Unicode errors are ValueErrors
+        raise DataError(f"{cfg_path}: invalid codec config ({type(exc).__name__}: {exc})") from None
     if meta.get("format") != FORMAT:
         raise DataError(f"{cfg_path}: unsupported codec format {meta.get('format')!r} (expected {FORMAT})")
     codec = LanguageCodec(config)
+    problem = torch_file_problem(w_path)
+    if problem is not None:
+        raise DataError(f"{w_path}: cannot load codec weights ({problem})")
     try:
         state = torch.load(w_path, map_location="cpu", weights_only=True)
         codec.load_state_dict(state)
     except Exception as exc:
-        raise DataError(f"{w_path}: cannot load codec weights ({exc.__class__.__name__}: {exc})") from exc
-    return codec.to(device).eval(), meta.get("report")
+        reason = " ".join(str(exc).split())[:200]
+        raise DataError(f"{w_path}: cannot load codec weights ({exc.__class__.__name__}: {reason})") from None
+    for name, value in codec.state_dict().items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise DataError(f"{w_path}: codec weight {name!r} has NaN/inf values")
+    report = meta.get("report")
+    return codec.to(device).eval(), report if isinstance(report, dict) else None

@@ -147,21 +147,24 @@ def evaluate_scene(scene_dir: Path, *, backend: str = "auto", data: Optional[Pat
     dataset must still be where it was (or be passed as ``data``).
     """
     from langfield.gaussians.params import sh_degree_of
-    from langfield.scene import load_scene
-    from langfield.train.config import config_from_dict
+    from langfield.scene import load_scene, write_manifest
     from langfield.sources.dataset import load_dataset, load_split_views
     from langfield.types import DataError
 
     scene = load_scene(scene_dir)
-    cfg = config_from_dict(scene.config.get("train", {}))
-    data_path = Path(data) if data is not None else Path(str(scene.config.get("data", "")))
+    settings = scene.settings
+    cfg = settings.train
+    data_path = Path(data) if data is not None else Path(str(settings.data or ""))
     if not str(data_path) or not data_path.exists():
         raise DataError(f"{Path(scene_dir) / 'config.json'}: dataset {data_path} not found (pass --data)")
     capture = load_dataset(data_path, images=cfg.images, eval_every=cfg.eval_every)
     device = scene.params["means"].device
     train, evals = load_split_views(capture, downscale=cfg.downscale, device=device)
-    return evaluate_and_report(
+    report = evaluate_and_report(
         scene_dir, scene.params, evals or train, sh_degree=sh_degree_of(scene.params), background=cfg.background,
-        backend=backend, iterations=int(scene.config.get("iterations") or 0),
-        wall_time_s=scene.config.get("wall_time_s"), split="eval" if evals else "train",
+        backend=backend, iterations=int(settings.iterations or 0),
+        wall_time_s=settings.wall_time_s, split="eval" if evals else "train",
     )
+    # eval/ was rewritten: update its manifest entries (the other entries stay as the scene's writer recorded them)
+    write_manifest(scene_dir, changed=[f"{EVAL_DIR}/{REPORT_FILE}", f"{EVAL_DIR}/{CONTACT_SHEET_FILE}"])
+    return report

@@ -18,23 +18,13 @@ from typing import Any, Callable, MutableMapping, Optional
 
 import torch
 
+from langfield.geometry import quat_to_rotmat
+
 Params = MutableMapping[str, torch.nn.Parameter]
 Optimizers = MutableMapping[str, torch.optim.Optimizer]
 
 # Children of a split are this much smaller than their parent (3DGS's 0.8 * 2).
 SPLIT_SCALE_DIVISOR = 1.6
-
-
-def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
-    """[..., 4] (w, x, y, z) quaternions (any norm) -> [..., 3, 3] rotation matrices."""
-    q = quats / quats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    w, x, y, z = q.unbind(-1)
-    rows = [
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ]  # fmt: skip
-    return torch.stack(rows, dim=-1).reshape(*q.shape[:-1], 3, 3)
 
 
 @torch.no_grad()

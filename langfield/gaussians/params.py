@@ -24,8 +24,9 @@ from typing import Optional
 
 import torch
 
+from langfield.geometry import SH_C0
+
 PARAM_KEYS = ("means", "scales", "quats", "opacities", "sh0", "shN")
-SH_C0 = 0.28209479177387814
 
 
 def rgb_to_sh0(rgb: torch.Tensor) -> torch.Tensor:

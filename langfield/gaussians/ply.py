@@ -11,6 +11,10 @@ logits, unnormalised (w, x, y, z) quaternions), so a save/load round trip is
 bit-exact.  ``f_rest`` is channel-major like the original 3DGS code: all
 higher-order coefficients of R, then of G, then of B
 (``shN.transpose(1, 2).reshape(N, -1)``).  Normals are written as zeros.
+
+Every value read or written must be finite: NaN/inf parameters (a diverged
+run, a damaged file) are refused with a DataError naming the file, the column
+and how many values, instead of rendering as black and evaluating to NaN.
 """
 
 from __future__ import annotations
@@ -127,6 +131,8 @@ def save_ply(
     table = np.ascontiguousarray(np.concatenate(blocks, axis=1), dtype="<f4")
     if table.shape != (n, len(names)):
         raise ValueError(f"internal: {table.shape[1]} columns for {len(names)} property names")
+    # float32 as stored: a finite float64 beyond float32's range would be written as inf.
+    _check_finite(table, names, f"{path}: refusing to write", "")
     header = ["ply", "format binary_little_endian 1.0", f"element vertex {n}"]
     header += [f"property float {name}" for name in names]
     header += ["end_header"]
@@ -139,6 +145,21 @@ def save_ply(
     # fsync: a crash right after the rename must not leave a truncated PLY as the scene's Gaussians.
     atomic_write_with(path, write, fsync=True)
     return path
+
+
+def _check_finite(table: np.ndarray, names: list[str], what: str, hint: str) -> None:
+    """DataError ``"<what>: N NaN/inf values in column 'c' ..."`` unless every value of ``table`` [N, C] is finite."""
+    finite = np.isfinite(table)
+    if finite.all():
+        return
+    bad = (~finite).sum(axis=0)
+    cols = [(names[i], int(bad[i])) for i in np.flatnonzero(bad)]
+    first, count = cols[0]
+    more = ""
+    if len(cols) > 1:
+        others = ", ".join(repr(c) for c, _ in cols[1:4]) + (", ..." if len(cols) > 4 else "")
+        more = f" (and in {len(cols) - 1} more column{'s' if len(cols) > 2 else ''}: {others})"
+    raise DataError(f"{what}: {count} NaN/inf value{'s' if count != 1 else ''} in column {first!r}{more}{hint}")
 
 
 def _indexed_count(names: set[str], prefix: str, path: Path) -> int:
@@ -202,8 +223,13 @@ def load_ply(
     def cols(props: list[str]) -> torch.Tensor:
         if not props:
             return torch.zeros(n, 0)
+        for p in props:  # f_rest_* and lang_* may be list properties in a foreign or damaged file
+            if data.dtype[p].subdtype is not None or data.dtype[p].kind not in "fiu":
+                raise DataError(f"{path}: vertex property {p!r} is not a scalar number")
         # np.stack copies, so the result owns its memory (no view of the map).
-        return torch.from_numpy(np.stack([np.asarray(data[p], dtype=np.float32) for p in props], axis=1))
+        block = np.stack([np.asarray(data[p], dtype=np.float32) for p in props], axis=1)
+        _check_finite(block, props, str(path), " (the file is damaged, or was written by a diverged run)")
+        return torch.from_numpy(block)
 
     n_rest = _indexed_count(names, "f_rest_", path)
     if n_rest % 3 != 0:

@@ -8,8 +8,8 @@ tensors, floats and ints).  Usage::
     strategy.check_sanity(params, optimizers)
     state = strategy.initialize_state(scene_scale)
     for step in range(n_steps):
-        out = render(...)                         # RenderOutput with means2d, radii
-        info = {"means2d": out.means2d, "radii": out.radii,
+        out = render(..., absgrad=strategy.absgrad)  # RenderOutput with means2d, radii (, absgrad)
+        info = {"means2d": out.means2d, "radii": out.radii, "absgrad": out.absgrad,
                 "width": W, "height": H, "n_cameras": C}
         strategy.step_pre_backward(params, optimizers, state, step, info)
         loss.backward()
@@ -17,19 +17,22 @@ tensors, floats and ints).  Usage::
         for opt in optimizers.values(): opt.step(); opt.zero_grad()
 
 ``step_post_backward`` may replace the tensors in ``params`` (and in the
-optimizers), so never hold on to a parameter across it.
+optimizers), so never hold on to a parameter across it.  ``Strategy`` is the
+protocol a trainer relies on; ``DefaultStrategy`` implements it.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, MutableMapping, Optional
+from typing import Annotated, Any, MutableMapping, Optional, Protocol, runtime_checkable
 
 import torch
+import tyro
 
 from langfield.gaussians import ops
 from langfield.gaussians.ops import Optimizers, Params
+from langfield.types import ConfigError
 
 REQUIRED_KEYS = ("means", "scales", "quats", "opacities")
 # grow_grad2d to use with absgrad=True (the AbsGS paper's and gsplat's value): the summed
@@ -51,6 +54,41 @@ class RefineStats:
     """Whether opacities were reset this step."""
     n_gaussians: int = 0
     """Number of Gaussians after the step."""
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    """What a trainer relies on in a densification strategy (see the module docstring for the call order).
+
+    A strategy holds configuration only: its running statistics live in the
+    ``state`` dict from ``initialize_state`` (tensors, floats and ints, so a
+    checkpoint can hold it).  ``info`` of a step carries "means2d" [C, N, 2] and
+    "radii" [C, N] of the render, "width", "height", "n_cameras" and "absgrad"
+    (``RenderOutput.absgrad``: [C, N, 2], or None when not rendered).
+    """
+
+    absgrad: bool
+    """Whether ``step_post_backward`` reads info["absgrad"]: the trainer then renders with ``absgrad=True``."""
+
+    def check_sanity(self, params: Params, optimizers: Optimizers) -> None:
+        """Raise ValueError when params/optimizers break the conventions of ``langfield.gaussians.ops``."""
+        ...
+
+    def initialize_state(self, scene_scale: float = 1.0) -> dict[str, Any]:
+        """A fresh running state for a scene of extent ``scene_scale``."""
+        ...
+
+    def step_pre_backward(
+        self, params: Params, optimizers: Optimizers, state: MutableMapping[str, Any], step: int, info: dict
+    ) -> None:
+        """Called after the render, before ``loss.backward()``."""
+        ...
+
+    def step_post_backward(
+        self, params: Params, optimizers: Optimizers, state: MutableMapping[str, Any], step: int, info: dict
+    ) -> RefineStats:
+        """Called after ``loss.backward()`` (and the optimizer step); may replace every tensor in ``params``."""
+        ...
 
 
 @dataclass
@@ -92,15 +130,22 @@ class DefaultStrategy:
     pause_refine_after_reset: int = 0
     """Skip refinement for this many steps after each opacity reset (e.g. the number of training images)."""
     absgrad: bool = False
-    """Use ``means2d.absgrad`` (AbsGS) instead of ``means2d.grad``; raise grow_grad2d with it (ABSGRAD_GROW_GRAD2D)."""
+    """Grow by the AbsGS statistic (``RenderOutput.absgrad``, given as ``info["absgrad"]``) instead of
+    ``means2d.grad``; raise grow_grad2d with it (ABSGRAD_GROW_GRAD2D)."""
     revised_opacity: bool = False
     """Give split children opacity 1 - sqrt(1 - o) (arXiv:2404.06109)."""
-    max_gaussians: Optional[int] = None
+    max_gaussians: Annotated[Optional[int], tyro.conf.arg(aliases=("--max-gaussians",))] = None
     """Upper bound on the number of Gaussians: growth beyond it keeps the highest-gradient candidates."""
     seed: int = 0
     """Seed of the split offsets (each refinement uses seed + its index, so runs are reproducible)."""
     verbose: bool = False
     """Print what each refinement did."""
+
+    def __post_init__(self) -> None:
+        if self.max_gaussians is not None and self.max_gaussians < 1:
+            raise ConfigError(f"max_gaussians must be >= 1 (or None for no cap), got {self.max_gaussians}")
+        if self.refine_every < 1 or self.reset_every < 1:
+            raise ConfigError(f"refine_every and reset_every must be >= 1, got {self.refine_every}, {self.reset_every}")
 
     def initialize_state(self, scene_scale: float = 1.0) -> dict[str, Any]:
         """Fresh running state; per-Gaussian tensors are created on the first step (right device)."""
@@ -148,7 +193,8 @@ class DefaultStrategy:
         """Accumulate statistics and, on schedule, densify/prune/reset (call after ``loss.backward()``).
 
         ``info``: "means2d" [C, N, 2] (with .grad), "radii" [C, N] int (0 = not
-        visible), "width", "height", "n_cameras".
+        visible), "width", "height", "n_cameras"; with ``absgrad`` also "absgrad"
+        [C, N, 2] (the render's ``RenderOutput.absgrad``, filled by the backward).
         """
         stats = RefineStats(n_gaussians=params["means"].shape[0])
         if step >= self.refine_stop_iter:
@@ -185,12 +231,16 @@ class DefaultStrategy:
             if key not in info:
                 raise ValueError(f"info lacks {key!r}")
         means2d = info["means2d"]
-        if not self.absgrad and not (means2d.is_leaf or means2d.retains_grad):
-            raise ValueError("means2d.grad is not kept: call step_pre_backward before loss.backward()")
-        grad = getattr(means2d, "absgrad", None) if self.absgrad else means2d.grad
-        if grad is None:
-            what = "means2d.absgrad (render with absgrad=True)" if self.absgrad else "means2d.grad"
-            raise ValueError(f"{what} is missing: call step_pre_backward before loss.backward()")
+        if self.absgrad:
+            grad = info.get("absgrad")
+            if grad is None:
+                raise ValueError('info["absgrad"] is missing: render with absgrad=True and pass RenderOutput.absgrad')
+        else:
+            if not (means2d.is_leaf or means2d.retains_grad):
+                raise ValueError("means2d.grad is not kept: call step_pre_backward before loss.backward()")
+            grad = means2d.grad
+            if grad is None:
+                raise ValueError("means2d.grad is missing: call step_pre_backward before loss.backward()")
         n = params["means"].shape[0]
         radii = info["radii"]
         if grad.ndim != 3 or grad.shape[1:] != (n, 2) or radii.shape != grad.shape[:2]:

@@ -1,7 +1,9 @@
 """langfield.query: text -> relevancy (LERF), level choice, masks/heatmaps, 3D selection.
 
-Independent of the CLIP models and the codec: encoders are callables
-``list[str] -> [Q, E]`` and decoded features are plain tensors.
+``LanguageField`` (``field.py``) is the one read-side API of a scene's language
+field: load once, then render / embed / relevancy / select. The building blocks
+below it are independent of the CLIP models and the codec: encoders are
+callables ``list[str] -> [Q, E]`` and decoded features are plain tensors.
 """
 
 from langfield.query.levels import box_filter, choose_level, gather_levels, level_scores, smooth_relevancy
@@ -14,7 +16,8 @@ from langfield.query.masks import (
     save_mask_png,
     turbo_colormap,
 )
-from langfield.query.query2d import Query2DResult, level_relevancy, query_views
+from langfield.query.field import CHANNELS, FieldRelevancy, FieldRender, LanguageField, SceneField
+from langfield.query.query2d import Query2DResult, level_relevancy, pick_levels, query_views
 from langfield.query.relevancy import (
     DEFAULT_NEGATIVES,
     QueryConfig,
@@ -23,6 +26,7 @@ from langfield.query.relevancy import (
     relevancy,
     text_relevancy,
 )
+from langfield.query.rules import auto_majority_window, auto_smoothing_kernel, check_texts, query_config
 from langfield.query.select3d import (
     GaussianRelevancy,
     Query3DResult,
@@ -32,16 +36,24 @@ from langfield.query.select3d import (
 )
 
 __all__ = [
+    "CHANNELS",
     "DEFAULT_NEGATIVES",
+    "FieldRelevancy",
+    "FieldRender",
     "GaussianRelevancy",
+    "LanguageField",
     "Query2DResult",
     "Query3DResult",
     "QueryConfig",
+    "SceneField",
     "SelectionConfig",
     "TextEmbeddingCache",
     "TextEncoder",
     "absolute_mask",
+    "auto_majority_window",
+    "auto_smoothing_kernel",
     "box_filter",
+    "check_texts",
     "choose_level",
     "export_selection",
     "gather_levels",
@@ -49,6 +61,8 @@ __all__ = [
     "level_relevancy",
     "level_scores",
     "normalize_relevancy",
+    "pick_levels",
+    "query_config",
     "query_views",
     "relevancy",
     "relevancy_mask",

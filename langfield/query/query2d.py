@@ -89,6 +89,15 @@ def query_views(
     pos = embed(list(texts))
     neg = embed(list(config.negatives))
     maps = level_relevancy(features, pos, neg, config, decode)
-    levels = choose_level(maps, config.smoothing_kernel, config.level)
-    chosen = gather_levels(maps, levels)
+    levels, chosen = pick_levels(maps, config)
     return Query2DResult(maps=maps, levels=levels, relevancy=chosen, masks=relevancy_mask(chosen, config))
+
+
+def pick_levels(maps: torch.Tensor, config: QueryConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-level relevancy [L, Q, H, W] -> (level per query [Q], relevancy at that level [Q, H, W]).
+
+    The level is ``config.level`` when fixed, else the one with the highest
+    box-filtered maximum (``levels.choose_level``); the one chain every 2D query follows.
+    """
+    levels = choose_level(maps, config.smoothing_kernel, config.level)
+    return levels, gather_levels(maps, levels)

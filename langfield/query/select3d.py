@@ -17,6 +17,7 @@ from typing import Callable, Optional, Union
 
 import torch
 
+from langfield.codec.model import split_levels
 from langfield.io import atomic_torch_save
 from langfield.query.masks import normalize_relevancy
 from langfield.query.relevancy import QueryConfig, relevancy
@@ -104,12 +105,12 @@ class GaussianRelevancy:
         n, total = latents.shape
         if num_levels < 1 or total % num_levels:
             raise ValueError(f"latent width {total} is not divisible into {num_levels} levels")
-        d = total // num_levels
+        levels = split_levels(latents, total // num_levels)  # [N, L, D], a view
         per_level = []
         with torch.no_grad():
             for lvl in range(num_levels):
                 chunks = [
-                    torch.nn.functional.normalize(decode(latents[s : s + chunk_size, lvl * d : (lvl + 1) * d]).float(), dim=-1).to(dtype)
+                    torch.nn.functional.normalize(decode(levels[s : s + chunk_size, lvl]).float(), dim=-1).to(dtype)
                     for s in range(0, n, chunk_size)
                 ]
                 per_level.append(torch.cat(chunks) if chunks else latents.new_zeros(0, 0, dtype=dtype))

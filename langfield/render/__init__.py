@@ -12,10 +12,10 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from langfield.render.backend import get_ops, resolve_backend
+from langfield.render.backend import default_device, get_ops, resolve_backend
 from langfield.types import RenderOutput
 
-__all__ = ["render", "resolve_backend", "get_ops"]
+__all__ = ["render", "resolve_backend", "get_ops", "default_device"]
 
 # Alpha below which a pixel's expected depth is reported as 0 (docs, step 4).
 DEPTH_ALPHA_MIN = 1e-6
@@ -96,14 +96,14 @@ def render(
         near, far: depth culling planes; eps2d: screen-space blur added to cov2d.
         tile_size: tile edge in pixels (the result does not depend on it).
         backend: ``auto | torch | cpu | cuda`` (see ``langfield.render.backend``).
-        absgrad: the backward also sets ``means2d.absgrad`` [C, N, 2], the sum over
-            pixels of |each pixel's share of the means2d gradient| (AbsGS densification).
+        absgrad: also return ``absgrad`` [C, N, 2], which the backward fills with the sum
+            over pixels of |each pixel's share of the means2d gradient| (AbsGS densification).
 
     Returns:
         ``RenderOutput`` with rgb [C,H,W,3], alpha [C,H,W,1], depth [C,H,W,1] or
         None, features [C,H,W,D] or None, means2d [C,N,2] (the tensor fed to the
         rasterizer: call ``.retain_grad()`` on it before backward to read its
-        gradient) and radii [C,N] int32.
+        gradient), radii [C,N] int32 and, with ``absgrad``, absgrad [C,N,2].
     """
     # ---- validation: shapes, dtypes, devices, exclusive options
     if not isinstance(means, Tensor):
@@ -191,6 +191,8 @@ def render(
 
     tile_width = math.ceil(width / tile_size)
     tile_height = math.ceil(height / tile_size)
+    # The AbsGS statistic is an output the backward writes into (every backend's rasterize_to_pixels).
+    absgrad_out = means2d.new_zeros(means2d.shape) if absgrad else None
     _, isect_ids, flatten_ids = ops.isect_tiles(means2d, radii, depths, tile_size, tile_width, tile_height)
     isect_offsets = ops.isect_offset_encode(isect_ids, n_cams, tile_width, tile_height)
     image, alpha = ops.rasterize_to_pixels(
@@ -205,7 +207,7 @@ def render(
         isect_offsets,
         flatten_ids,
         bg,
-        absgrad=absgrad,
+        absgrad_out=absgrad_out,
     )
 
     # ---- split the channels back
@@ -224,5 +226,6 @@ def render(
         features=image[..., first_feature:] if features is not None else None,
         means2d=means2d,
         radii=radii,
+        absgrad=absgrad_out,
         extras={"backend": name, "depths": depths, "conics": conics, "n_isects": int(flatten_ids.shape[0])},
     )

@@ -10,13 +10,15 @@ from __future__ import annotations
 import importlib
 import warnings
 from types import ModuleType
-from typing import Optional, Union
+from typing import Literal, Optional, Union, get_args
 
 import torch
 
 from langfield.types import LangfieldError
 
-BACKENDS = ("auto", "torch", "cpu", "cuda")
+Backend = Literal["auto", "torch", "cpu", "cuda"]
+"""A rasterizer backend option (the one definition: CLI commands and configs import it)."""
+BACKENDS: tuple[str, ...] = get_args(Backend)
 OP_NAMES = ("project_gaussians", "spherical_harmonics", "isect_tiles", "isect_offset_encode", "rasterize_to_pixels")
 
 # Device types for which the "auto" fallback has already been announced, so a
@@ -99,6 +101,19 @@ def resolve_backend(name: str, device: Union[str, torch.device]) -> str:
             stacklevel=3,
         )
     return "torch"
+
+
+def default_device(backend: str = "auto", device: str = "auto") -> torch.device:
+    """The torch device to put Gaussians and images on: ``device`` unless it is ``auto``.
+
+    ``auto`` means CUDA when ``backend`` can use it (``auto`` or ``cuda``) and a GPU is
+    present, else the CPU.  Training, the viewer and the query commands all choose here.
+    """
+    if device != "auto":
+        return torch.device(device)
+    if backend in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
 
 
 def get_ops(name: str) -> ModuleType:

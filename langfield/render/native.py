@@ -321,8 +321,8 @@ def isect_offset_encode(isect_ids: torch.Tensor, C: int, tile_width: int, tile_h
 # Rasterization
 
 
-class _AbsGradTarget:
-    """The caller's means2d tensor, handed through autograd.Function.apply as a plain object (not an input)."""
+class _AbsGradOut:
+    """The caller's absgrad output tensor, handed through autograd.Function.apply as a plain object (not an input)."""
 
     def __init__(self, tensor: torch.Tensor) -> None:
         self.tensor = tensor
@@ -331,14 +331,14 @@ class _AbsGradTarget:
 class _RasterizeToPixels(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d, conics, colors, opacities, backgrounds, radii, width, height, tile_size, offsets,
-                flatten_ids, absgrad_target):  # type: ignore[override]
+                flatten_ids, absgrad_out):  # type: ignore[override]
         k = _kernels(means2d.device)
         out, T_final, last_ids = k.rasterize_fwd(means2d, conics, colors, opacities, radii, backgrounds, width,
                                                  height, tile_size, offsets, flatten_ids)
         ctx.save_for_backward(means2d, conics, colors, opacities, backgrounds, radii, offsets, flatten_ids, T_final,
                               last_ids)
         ctx.geom = (width, height, tile_size)
-        ctx.absgrad_target = absgrad_target
+        ctx.absgrad_out = absgrad_out
         alphas = (1.0 - T_final).unsqueeze(-1)
         return out, alphas
 
@@ -356,13 +356,13 @@ class _RasterizeToPixels(torch.autograd.Function):
         k = _kernels(means2d.device)
         args = (means2d, conics, colors, opacities, radii, backgrounds, width, height, tile_size, offsets,
                 flatten_ids, T_final, last_ids, v_out, v_alpha)
-        target = ctx.absgrad_target
+        target = ctx.absgrad_out
         v_means2d, v_conics, v_colors, v_opacities, v_abs = _guarded(
             "rasterize_to_pixels.backward", dict(zip(_RAST_BWD_NAMES, args)),
             lambda: k.rasterize_bwd(*args, absgrad=target is not None),
         )
-        if target is not None:
-            target.tensor.absgrad = v_abs.view(target.tensor.shape)
+        if target is not None:  # summed into, like .grad (the reference does the same)
+            target.tensor.add_(v_abs.view(target.tensor.shape).to(target.tensor.dtype))
         v_bg = None
         if backgrounds is not None and ctx.needs_input_grad[4]:
             v_bg = (v_out * T_final.unsqueeze(-1)).sum(dim=(1, 2))
@@ -385,14 +385,14 @@ def rasterize_to_pixels(
     isect_offsets: torch.Tensor,
     flatten_ids: torch.Tensor,
     backgrounds: Optional[torch.Tensor] = None,
-    absgrad: bool = False,
+    absgrad_out: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Composite -> (render_colors[C,H,W,ch], render_alphas[C,H,W,1]).
 
     Differentiable w.r.t. means2d, conics, colors, opacities and backgrounds.
     Any channel count works (RGB, depth and features in one pass).
-    ``absgrad``: the backward also sets ``means2d.absgrad`` [C, N, 2], the sum
-    over pixels of |each pixel's share of the means2d gradient| (AbsGS; as
+    ``absgrad_out``: a [C, N, 2] tensor (zeros) into which the backward adds the
+    sum over pixels of |each pixel's share of the means2d gradient| (AbsGS, as
     gsplat; past 64 channels each 64-channel chunk's share is taken apart).
     """
     dev = means2d.device
@@ -412,6 +412,8 @@ def rasterize_to_pixels(
     ch = colors.shape[2]
     if backgrounds is not None:
         _expect("backgrounds", backgrounds, (C, ch), dev)
+    if absgrad_out is not None:
+        _expect("absgrad_out", absgrad_out, (C, N, 2), dev)
     if dev.type == "cpu" and flatten_ids.numel():
         # The C++ kernels index with these without bounds checks; O(M) to verify.
         lo, hi = int(flatten_ids.min()), int(flatten_ids.max())
@@ -429,6 +431,6 @@ def rasterize_to_pixels(
             _f32(means2d), _f32(conics), _f32(colors), _f32(opacities),
             None if backgrounds is None else _f32(backgrounds), radii.to(torch.int32).contiguous(), int(width),
             int(height), int(tile_size), isect_offsets.to(torch.int32).contiguous(),
-            flatten_ids.to(torch.int32).contiguous(), _AbsGradTarget(means2d) if absgrad else None,
+            flatten_ids.to(torch.int32).contiguous(), None if absgrad_out is None else _AbsGradOut(absgrad_out),
         ),
     )

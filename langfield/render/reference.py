@@ -15,6 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+# SH constants and the quaternion rotation live in langfield.geometry (one copy for every layer).
+from langfield.geometry import SH_C0, SH_C1, SH_C2, SH_C3, quat_to_rotmat  # noqa: F401 (re-exported)
+
 # Compositing constants of the definition (docs/rasterizer.md, step 3).
 ALPHA_MAX = 0.99
 ALPHA_MIN = 1.0 / 255.0
@@ -23,33 +26,8 @@ T_MIN = 1e-4
 # tile_size^2 * CHUNK values per intermediate without changing the result.
 CHUNK = 256
 
-# Real SH constants in the form the original 3DGS code writes them.
-SH_C0 = 0.28209479177387814
-SH_C1 = 0.4886025119029199
-SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
-SH_C3 = (
-    -0.5900435899266435,
-    2.890611442640554,
-    -0.4570457994644658,
-    0.3731763325901154,
-    -0.4570457994644658,
-    1.445305721320277,
-    -0.5900435899266435,
-)
-
 
 # --------------------------------------------------------------------------- projection
-
-
-def quat_to_rotmat(quats: Tensor) -> Tensor:
-    """[..., 4] quaternions (w, x, y, z), any norm -> [..., 3, 3] rotation matrices."""
-    w, x, y, z = F.normalize(quats, dim=-1).unbind(-1)
-    rows = [
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ]  # fmt: skip
-    return torch.stack(rows, dim=-1).reshape(quats.shape[:-1] + (3, 3))
 
 
 def covariance_3d(quats: Tensor, scales: Tensor) -> Tensor:
@@ -257,7 +235,7 @@ class _AbsGradTap(torch.autograd.Function):
     The identity for the forward; the backward gets each pixel's own share of
     the means' gradient, returns their sum (the ordinary gradient) and adds
     the sum of their absolute values into ``sink[ids]``: the AbsGS statistic
-    (Ye et al. 2024) that gsplat returns as ``means2d.absgrad``.
+    (Ye et al. 2024; gsplat's ``means2d.absgrad``).
     """
 
     @staticmethod
@@ -331,13 +309,13 @@ def rasterize_to_pixels(
     isect_offsets: Tensor,
     flatten_ids: Tensor,
     backgrounds: Optional[Tensor] = None,
-    absgrad: bool = False,
+    absgrad_out: Optional[Tensor] = None,
 ) -> tuple[Tensor, Tensor]:
     """Composite every tile's sorted Gaussians: -> colours [C,H,W,ch], alphas [C,H,W,1].
 
-    ``absgrad``: the backward also fills ``means2d.absgrad`` [C, N, 2] with
-    the sum over pixels of the absolute value of each pixel's share of the
-    means2d gradient (AbsGS), set here to zeros and filled by the backward.
+    ``absgrad_out``: a contiguous [C, N, 2] tensor (zeros) into which the
+    backward adds the sum over pixels of the absolute value of each pixel's
+    share of the means2d gradient (AbsGS).
     """
     n_cams, n = means2d.shape[:2]
     ch = colors.shape[-1]
@@ -355,9 +333,10 @@ def rasterize_to_pixels(
     out = colors.new_zeros(n_cams, height, width, ch)
     trans = colors.new_ones(n_cams, height, width)
     sink = None
-    if absgrad:
-        sink = means_f.new_zeros(n_cams * n, 2)
-        means2d.absgrad = sink.view(n_cams, n, 2)
+    if absgrad_out is not None:
+        if absgrad_out.shape != (n_cams, n, 2) or not absgrad_out.is_contiguous():
+            raise ValueError(f"absgrad_out must be a contiguous [{n_cams}, {n}, 2] tensor, got {list(absgrad_out.shape)}")
+        sink = absgrad_out.view(n_cams * n, 2)
     for c in range(n_cams):
         for ty in range(tile_height):
             for tx in range(tile_width):

@@ -37,7 +37,7 @@ def render_params(
     """Render one view of the Gaussians (differentiable when called with grad enabled).
 
     ``features`` [N, C] (e.g. the latents) are composited in the same pass into ``out.features``;
-    ``absgrad`` makes the backward fill ``out.means2d.absgrad`` (AbsGS densification).
+    ``absgrad`` adds ``out.absgrad``, which the backward fills (AbsGS densification).
     """
     from langfield.render import render
 

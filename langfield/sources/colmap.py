@@ -13,6 +13,7 @@ from typing import Optional
 import numpy as np
 
 from langfield.sources.conventions import invert_rigid
+from langfield.sources.points import check_finite_points
 from langfield.sources.split import make_split
 from langfield.sources.validate import check_frames, check_pose, scene_scale
 from langfield.types import CAMERA_MODELS, Capture, DataError, Frame, Intrinsics
@@ -100,21 +101,29 @@ def read_colmap(
 
     ext = "bin" if (model / "cameras.bin").is_file() else "txt"
     intr = {cid: camera_intrinsics(cam, f"{model / f'cameras.{ext}'} camera {cid}") for cid, cam in rec.cameras.items()}
+    named = []
+    for img in rec.images.values():
+        try:
+            named.append((img.name, img))
+        except UnicodeDecodeError:  # pybind11 decodes the C++ string on access
+            raise DataError(f"{model / f'images.{ext}'}: image {img.image_id} has a name that is not UTF-8") from None
     frames: list[Frame] = []
-    for img in sorted(rec.images.values(), key=lambda im: im.name):
+    for name, img in sorted(named, key=lambda item: item[0]):
         if hasattr(img, "has_pose") and not img.has_pose:
             continue  # registered-less images carry no pose to train with
-        where = f"{model / f'images.{ext}'} image {img.name}"
+        where = f"{model / f'images.{ext}'} image {name}"
         c2w = invert_rigid(check_pose(_cam_from_world(img), where))
-        frames.append(Frame(name=img.name, image_path=image_dir / img.name, intrinsics=intr[img.camera_id], c2w=c2w))
+        frames.append(Frame(name=name, image_path=image_dir / name, intrinsics=intr[img.camera_id], c2w=c2w))
     check_frames(frames, model)
     train_ids, eval_ids = make_split(frames, eval_every, eval_file)
 
     pts = list(rec.points3D.values())
     points = colors = None
     if pts:
-        points = np.array([p.xyz for p in pts], dtype=np.float32)
+        with np.errstate(over="ignore"):  # float32 overflow becomes inf, refused just below
+            points = np.array([p.xyz for p in pts], dtype=np.float32)
         colors = np.array([p.color for p in pts], dtype=np.uint8)
+        check_finite_points(points, model / f"points3D.{ext}")
     return Capture(
         root=root, frames=frames, train_ids=train_ids, eval_ids=eval_ids, points=points,
         point_colors=colors, kind="colmap", scene_scale=scene_scale(frames),

@@ -28,6 +28,9 @@ def load_dataset(
     """
     from langfield.sources import load_capture
 
+    # Checked here although a dataset's own split lists make it unused: a bad value is a user error either way.
+    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 0:
+        raise DataError(f"eval_every must be an integer >= 0 (0 = no held-out frames), got {eval_every!r}")
     capture = load_capture(Path(path), images=images, eval_every=eval_every)
     if require_poses and not capture.has_poses:
         raise NoPosesError(
@@ -42,9 +45,19 @@ def load_dataset(
 def load_split_views(
     capture: Capture, *, downscale: int = 1, device: Union[str, torch.device] = "cpu"
 ) -> tuple[list[View], list[View]]:
-    """(train views, eval views) of a capture, images loaded at ``1 / downscale``."""
+    """(train views, eval views) of a capture, images loaded at ``1 / downscale``.
+
+    Every view must keep at least ``MIN_VIEW_SIDE`` pixels a side (checked on the
+    intrinsics, before any pixel is read): smaller ones cannot be trained or scored.
+    """
+    from langfield.sources.validate import check_view_size
     from langfield.sources.views import load_views
 
+    if isinstance(downscale, bool) or not isinstance(downscale, int) or downscale < 1:
+        raise DataError(f"downscale must be a positive integer, got {downscale!r}")
+    for i in [*capture.train_ids, *capture.eval_ids]:
+        frame = capture.frames[i]
+        check_view_size(frame.intrinsics.scaled(downscale), str(frame.image_path), downscale)
     train = load_views(capture, capture.train_ids, downscale=downscale, device=device)
     evals = load_views(capture, capture.eval_ids, downscale=downscale, device=device) if capture.eval_ids else []
     return train, evals

@@ -25,14 +25,24 @@ import numpy as np
 from langfield.types import DataError, Frame, Intrinsics
 
 
+def read_npy(path: Path, what: str, *, mmap: bool = False) -> np.ndarray:
+    """``np.load`` without pickles; a malformed file is a DataError naming it.
+
+    numpy reports damaged headers with ValueError, OSError, EOFError, SyntaxError or a
+    tokenize error depending on where the damage is, hence the broad except.
+    """
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - see above
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: unreadable {what} .npy file ({reason[:120]})") from None
+
+
 def _read(path: Path, what: str) -> np.ndarray:
     if not path.is_file():
         raise DataError(f"{path}: {what} file not found")
     if path.suffix.lower() == ".npy":
-        try:
-            return np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{path}: unreadable {what} .npy ({exc})") from None
+        return read_npy(path, what)
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise DataError(f"{path}: corrupt or unreadable {what} image")

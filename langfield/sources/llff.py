@@ -17,6 +17,7 @@ from typing import Optional
 import numpy as np
 
 from langfield.sources.conventions import llff_to_opencv_c2w
+from langfield.sources.io import read_npy
 from langfield.sources.points import read_colmap_points
 from langfield.sources.split import make_split
 from langfield.sources.validate import check_frames, check_pose, image_size, list_images, scene_scale
@@ -54,10 +55,11 @@ def read_llff(
     """Read an LLFF scene directory (see the module docstring)."""
     root = root.resolve()
     pb_path = root / "poses_bounds.npy"
-    try:
-        pb = np.load(pb_path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{pb_path}: unreadable ({exc})") from None
+    if not pb_path.is_file():
+        raise DataError(f"{pb_path}: not a file")
+    pb = read_npy(pb_path, "poses_bounds")
+    if pb.dtype.kind not in "fiu":
+        raise DataError(f"{pb_path}: expected real numbers, got dtype {pb.dtype}")
     if pb.ndim != 2 or pb.shape[1] != 17:
         raise DataError(f"{pb_path}: expected shape [N, 17], got {list(pb.shape)}")
     if len(pb) == 0:

@@ -35,6 +35,16 @@ def _keys(frame: Frame) -> set[str]:
     return keys
 
 
+def name_list(value: object, key: str, source: Path) -> list[str]:
+    """A split list from a dataset file (e.g. ``train_filenames``): a JSON list of strings, else DataError."""
+    if not isinstance(value, list):
+        raise DataError(f"{source}: {key} must be a list of file names, got {type(value).__name__} {value!r:.40}")
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise DataError(f"{source}: {key}[{i}] must be a file name (string), got {item!r:.40}")
+    return value
+
+
 def resolve_names(frames: Sequence[Frame], names: Iterable[str], source: Path) -> list[int]:
     """Indices of the frames matching ``names`` (dataset name, file name or stem); unknown names fail."""
     lookup: dict[str, int] = {}
@@ -43,6 +53,8 @@ def resolve_names(frames: Sequence[Frame], names: Iterable[str], source: Path) -
             lookup.setdefault(k, i)
     out: list[int] = []
     for raw in names:
+        if not isinstance(raw, str):
+            raise DataError(f"{source}: split lists frame {raw!r:.40}, which is not a file name")
         name = raw.strip().replace("\\", "/")
         if not name:
             continue
@@ -59,9 +71,11 @@ def read_eval_file(frames: Sequence[Frame], eval_file: Path) -> tuple[list[int],
     """Split from a text file naming the held-out frames, one per line (``#`` starts a comment)."""
     eval_file = Path(eval_file)
     try:
-        lines = eval_file.read_text().splitlines()
+        lines = eval_file.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise DataError(f"{eval_file}: cannot read eval file ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{eval_file}: eval file is not UTF-8 text") from None
     names = [ln.split("#", 1)[0] for ln in lines]
     eval_ids = resolve_names(frames, names, eval_file)
     held = set(eval_ids)

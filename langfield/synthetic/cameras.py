@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from langfield.geometry import look_at
+
 from .config import SceneConfig
 from .geometry import mat_rows
 from .layout import Scene
@@ -46,18 +48,6 @@ class PinholeCamera:
     @property
     def origin(self) -> np.ndarray:
         return self.c2w[:3, 3].copy()
-
-
-def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0])) -> np.ndarray:
-    """OpenCV camera-to-world pose at ``eye`` whose optical axis passes through ``target``."""
-    fwd = target - eye
-    fwd = fwd / np.linalg.norm(fwd)
-    right = np.cross(fwd, up)
-    right = right / np.linalg.norm(right)
-    down = np.cross(fwd, right)  # x cross y = z  =>  y = z cross x
-    c2w = np.eye(4)
-    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, down, fwd, eye
-    return c2w
 
 
 def focal_from_fov(width: int, hfov_deg: float) -> float:

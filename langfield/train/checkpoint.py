@@ -3,6 +3,10 @@
 Files are ``checkpoints/ckpt_<step:06d>.pt`` written atomically; only the
 newest ``keep`` are kept.  Everything stored is a tensor, number, string,
 list or dict so it loads with ``torch.load(..., weights_only=True)``.
+
+Loading checks the archive's CRC-32s first (``langfield.integrity``): a
+damaged checkpoint is a DataError, never a silently different state, and
+``langfield.scene.latest_checkpoint`` falls back to the newest intact one.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from langfield.integrity import load_torch_file
 from langfield.io import atomic_torch_save
-from langfield.scene import CHECKPOINT_DIR
+from langfield.scene import CHECKPOINT_DIR, checkpoint_step, list_checkpoints
 from langfield.types import DataError
 
 CHECKPOINT_VERSION = 1
@@ -63,10 +68,17 @@ def checkpoint_path(scene_dir: Path, step: int) -> Path:
 
 
 def save_checkpoint(scene_dir: Path, payload: dict[str, Any], step: int, keep: int = 2) -> Path:
-    """Atomically write ``payload`` as the checkpoint of ``step`` and delete all but the newest ``keep``."""
+    """Atomically write ``payload`` as the checkpoint of ``step`` and delete all but the newest ``keep``.
+
+    Checkpoints of later steps are deleted too: they exist only when this run
+    resumed from an older one because they were damaged, and this run replaces them.
+    """
     path = checkpoint_path(scene_dir, step)
     atomic_torch_save(path, {"version": CHECKPOINT_VERSION, **payload})
-    ckpts = sorted(path.parent.glob("ckpt_*.pt"))
+    ckpts = list_checkpoints(scene_dir)
+    for later in [p for p in ckpts if checkpoint_step(p) > step]:
+        later.unlink(missing_ok=True)
+    ckpts = [p for p in ckpts if checkpoint_step(p) <= step]
     for old in ckpts[: max(0, len(ckpts) - keep)]:
         old.unlink(missing_ok=True)
     return path
@@ -74,12 +86,7 @@ def save_checkpoint(scene_dir: Path, payload: dict[str, Any], step: int, keep: i
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(path)
-    try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise DataError(f"{path}: checkpoint not found") from None
-    except Exception as e:
-        raise DataError(f"{path}: unreadable checkpoint ({type(e).__name__})") from None
+    data = load_torch_file(path, "checkpoint", map_location=map_location)
     if not isinstance(data, dict) or data.get("version") != CHECKPOINT_VERSION:
         raise DataError(f"{path}: not a langfield checkpoint (or an incompatible version)")
     return data

@@ -1,13 +1,24 @@
-"""Training configuration: one dataclass, a docstring per field (``--help`` shows them)."""
+"""Training configuration: one dataclass, a docstring per field (``--help`` shows them).
+
+``langfield reconstruct`` nests ``TrainConfig`` (``--train.*``, with ``lr`` and
+``strategy`` below it) as it is, so every field is a command-line option and the
+defaults live here only.  ``tyro.conf.arg(aliases=...)`` gives the common ones
+their short historical spellings (``--iterations``, ``--backend`` ...).
+Out-of-range values raise ``ConfigError`` (the CLI prints ``error: bad option: ...``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Callable, Literal, Optional
 
-from langfield.gaussians.strategy import DefaultStrategy
+import tyro
+
+from langfield.gaussians.strategy import ABSGRAD_GROW_GRAD2D, DefaultStrategy
+from langfield.render.backend import Backend
+from langfield.types import ConfigError
 
 # The 3DGS / gsplat schedule was tuned for 30k iterations; shorter runs scale it.
 _REFERENCE_ITERATIONS = 30_000
@@ -24,7 +35,6 @@ def _default_strategy() -> DefaultStrategy:
     return DefaultStrategy(prune_opa=0.1)
 
 InitKind = Literal["auto", "points", "depth", "random"]
-Backend = Literal["auto", "torch", "cpu", "cuda"]
 Background = Literal["black", "white", "random"]
 
 
@@ -54,9 +64,9 @@ class LearningRates:
 class TrainConfig:
     """Everything that determines an offline reconstruction run."""
 
-    iterations: int = 7000
+    iterations: Annotated[int, tyro.conf.arg(aliases=("--iterations",))] = 7000
     """Number of optimisation steps (one random training view per step)."""
-    seed: int = 0
+    seed: Annotated[int, tyro.conf.arg(aliases=("--seed",))] = 0
     """Seed of every random choice (view order, backgrounds, init, densification)."""
     sh_degree: int = 3
     """Maximum spherical-harmonics degree of the colours."""
@@ -75,11 +85,11 @@ class TrainConfig:
     2000 steps) they were 15% slower (the Gaussians reach their budget earlier)."""
     coarse_fraction: float = 0.3
     """Fraction of the run trained below full resolution, split evenly over the coarse levels."""
-    downscale: int = 1
+    downscale: Annotated[int, tyro.conf.arg(aliases=("--downscale",))] = 1
     """Load images downscaled by this integer factor."""
-    images: Optional[str] = None
+    images: Annotated[Optional[str], tyro.conf.arg(aliases=("--images",))] = None
     """Image sub-folder to read (e.g. ``images_8`` for LLFF); None lets the reader choose."""
-    eval_every: int = 8
+    eval_every: Annotated[int, tyro.conf.arg(aliases=("--eval-every",))] = 8
     """Hold out every N-th frame for evaluation when the dataset has no explicit split."""
     init: InitKind = "auto"
     """Gaussian initialisation: auto = SfM/ply points if present, else depth back-projection, else random."""
@@ -93,13 +103,13 @@ class TrainConfig:
     """Most Gaussians a depth back-projection initialisation creates."""
     random_extent: float = 3.0
     """Half-size of the random-init box, in scene scales around the camera centroid."""
-    backend: Backend = "auto"
+    backend: Annotated[Backend, tyro.conf.arg(aliases=("--backend",))] = "auto"
     """Rasterizer backend: auto | torch (reference) | cpu (native) | cuda."""
     device: str = "auto"
     """Torch device for parameters and images: auto = cuda when the backend can use it, else cpu."""
     background: Background = "black"
     """Background composited behind the Gaussians while training (random = new colour each step)."""
-    checkpoint_every: int = 1000
+    checkpoint_every: Annotated[int, tyro.conf.arg(aliases=("--checkpoint-every",))] = 1000
     """Write a resumable checkpoint every this many steps (0 = only at the end); the last 2 are kept."""
     test_every: int = 0
     """Evaluate the held-out views every this many steps during training (0 = only at the end)."""
@@ -114,12 +124,22 @@ class TrainConfig:
     Gaussians fit the training views better but not the held-out ones, and cost time per step."""
 
     def __post_init__(self) -> None:
-        if self.iterations < 1:
-            raise ValueError("iterations must be >= 1")
-        if not 0 <= self.sh_degree <= 3:
-            raise ValueError("sh_degree must be in 0..3")
-        if self.downscale < 1:
-            raise ValueError("downscale must be >= 1")
+        checks = [
+            (self.iterations >= 1, f"iterations must be >= 1, got {self.iterations}"),
+            (0 <= self.sh_degree <= 3, f"sh_degree must be in 0..3, got {self.sh_degree}"),
+            (self.downscale >= 1, f"downscale must be >= 1, got {self.downscale}"),
+            (self.eval_every >= 0, f"eval_every must be >= 0 (0 = no held-out views), got {self.eval_every}"),
+            (self.checkpoint_every >= 0, f"checkpoint_every must be >= 0, got {self.checkpoint_every}"),
+            (self.test_every >= 0, f"test_every must be >= 0, got {self.test_every}"),
+            (self.coarse_levels >= 0, f"coarse_levels must be >= 0, got {self.coarse_levels}"),
+            (0.0 <= self.coarse_fraction <= 1.0, f"coarse_fraction must be in [0, 1], got {self.coarse_fraction}"),
+            (0.0 <= self.ssim_lambda <= 1.0, f"ssim_lambda must be in [0, 1], got {self.ssim_lambda}"),
+            (self.gaussians_per_pixel >= 0, f"gaussians_per_pixel must be >= 0, got {self.gaussians_per_pixel}"),
+            (self.init_num_random >= 1, f"init_num_random must be >= 1, got {self.init_num_random}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
 
     def active_sh_degree(self, step: int) -> int:
         """SH degree rendered at ``step`` (0-based): one more every ``sh_degree_interval`` steps."""
@@ -155,6 +175,19 @@ class TrainConfig:
             changes["refine_start_iter"] = min(strategy.refine_start_iter, self.iterations // 4)
             changes["refine_stop_iter"] = min(strategy.refine_stop_iter, 3 * self.iterations // 4)
         return dataclasses.replace(strategy, **{k: v for k, v in changes.items() if k in names})
+
+
+def absgrad_config() -> TrainConfig:
+    """AbsGS densification: grow by the sum over pixels of |screen-space gradient| (``means2d.absgrad``)
+    with the AbsGS threshold ``ABSGRAD_GROW_GRAD2D`` instead of the mean gradient and 0.0002."""
+    cfg = TrainConfig()
+    return dataclasses.replace(cfg, strategy=dataclasses.replace(cfg.strategy, absgrad=True,
+                                                                 grow_grad2d=ABSGRAD_GROW_GRAD2D))
+
+
+TRAIN_PRESETS: dict[str, Callable[[], TrainConfig]] = {"default": TrainConfig, "absgrad": absgrad_config}
+"""Named starting points of a TrainConfig (``langfield reconstruct --preset NAME``); options given on
+the command line override the preset's values."""
 
 
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:

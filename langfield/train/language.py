@@ -27,12 +27,15 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional
+from typing import Annotated, Any, Literal, Mapping, Optional
 
 import torch
+import tyro
 
+from langfield.codec.model import split_levels
+from langfield.features.weights import DEFAULT_CLIP
 from langfield.render.views import render_latents
-from langfield.types import Capture, DataError, LangfieldError, RenderOutput, View
+from langfield.types import Capture, ConfigError, DataError, LangfieldError, RenderOutput, View
 
 log = logging.getLogger(__name__)
 
@@ -43,47 +46,63 @@ CODEC_DIR = "codec"
 """Key of the language section in the scene's config.json."""
 
 
+def _alias(*names: str) -> Any:
+    """The short command-line spelling(s) of a field (``langfield reconstruct`` nests this config as --language.*)."""
+    return tyro.conf.arg(aliases=names)
+
+
 @dataclass
 class LanguageConfig:
-    """Settings of the language stage (features, codec, latent optimisation)."""
+    """Settings of the language stage (features, codec, latent optimisation).
 
-    features: FeatureOption = "auto"
+    ``langfield reconstruct`` nests it as ``--language.*``; the aliases are the
+    flags' historical short spellings.  Bad values raise ``ConfigError``.
+    """
+
+    features: Annotated[FeatureOption, _alias("--features")] = "auto"
     """Feature source: labels | sam-clip | dense | none; auto = labels when the capture has labels.json, else sam-clip."""
-    clip: str = "ViT-B-16:laion2b_s34b_b88k"
-    """CLIP option: open_clip MODEL[:TAG], a checkpoint path, or test-tiny (random, tests only)."""
-    sam: Optional[str] = None
+    clip: Annotated[str, _alias("--clip")] = DEFAULT_CLIP
+    """CLIP option: open_clip MODEL[:TAG], a checkpoint path, or test-tiny (random, tests only; see
+    `langfield weights`)."""
+    sam: Annotated[Optional[str], _alias("--sam")] = None
     """SAM option for sam-clip: vit_h | vit_l | vit_b | a checkpoint path | test-tiny (default vit_h)."""
-    latent_dim: int = 3
+    latent_dim: Annotated[int, _alias("--latent-dim")] = 3
     """D, codec latent width per level (rendered channels = levels * D)."""
-    codec_steps: int = 3000
+    codec_steps: Annotated[int, _alias("--codec-steps")] = 3000
     """Adam steps of the codec."""
-    iterations: int = 2000
+    iterations: Annotated[int, _alias("--latent-iterations")] = 2000
     """Latent optimisation steps (one random training view per step), geometry frozen; sequential schedule only."""
     lr: float = 0.02
     """Adam learning rate of the latents (higher than LangSplat's 2.5e-3: our runs are much shorter)."""
-    schedule: Schedule = "sequential"
+    schedule: Annotated[Schedule, _alias("--language-schedule")] = "sequential"
     """sequential = geometry first, then latents with geometry frozen; joint = latents trained with the geometry
     from step 0 (one render pass for RGB + latents, the latent loss also moves the geometry)."""
-    joint_weight: float = 1.0
+    joint_weight: Annotated[float, _alias("--joint-weight")] = 1.0
     """Joint schedule: weight (> 0) of the latent L1 loss added to the RGB loss.  Adam makes the latents' own
     updates independent of it; it only sets how hard the latent loss pulls the shared geometry against RGB.  1.0:
     on the labelled synthetic room (160x120, 1000 steps, 2 seeds) it beat 0.1 by ~0.011 query IoU for ~0.1-0.3 dB
     less RGB PSNR; lower it when RGB matters more or the targets are view-inconsistent (sam-clip)."""
-    skip_if_unavailable: bool = False
-    """Skip the stage with a warning (instead of failing) when the model weights are missing; used for ``auto``."""
+    skip_if_unavailable: Optional[bool] = None
+    """Skip the stage with a warning (instead of failing) when the model weights are missing.  None = only when
+    nothing was chosen (features auto, the default CLIP, no SAM), so a plain `reconstruct` never fails for want
+    of optional weights while anything named explicitly fails loudly."""
     device: str = "cpu"
     """Torch device of the feature models and the codec."""
 
     def __post_init__(self) -> None:
         if self.latent_dim < 1:
-            raise LangfieldError(f"bad option: latent_dim must be >= 1, got {self.latent_dim}")
+            raise ConfigError(f"latent_dim must be >= 1, got {self.latent_dim}")
         if self.iterations < 1 or self.codec_steps < 1:
-            raise LangfieldError("bad option: language iterations and codec steps must be >= 1")
+            raise ConfigError("language iterations and codec steps must be >= 1")
         if self.schedule not in ("sequential", "joint"):
-            raise LangfieldError(f"bad option: language schedule must be sequential or joint, got {self.schedule!r}")
+            raise ConfigError(f"language schedule must be sequential or joint, got {self.schedule!r}")
         if self.joint_weight <= 0:
             # weight 0 would give the latents no gradient at all (they would stay 0)
-            raise LangfieldError(f"bad option: joint_weight must be > 0, got {self.joint_weight}")
+            raise ConfigError(f"joint_weight must be > 0, got {self.joint_weight}")
+        if self.lr <= 0:
+            raise ConfigError(f"language lr must be > 0, got {self.lr}")
+        if self.skip_if_unavailable is None:
+            self.skip_if_unavailable = self.features == "auto" and self.clip == DEFAULT_CLIP and self.sam is None
 
 
 @dataclass
@@ -203,12 +222,12 @@ def prepare_language(
 
 def _saved_codec(directory: Path, want: Any, device: str) -> Optional[tuple[Any, Optional[dict]]]:
     """(codec, report) saved in ``directory`` if it exists and has config ``want``, else None."""
-    from langfield.codec import load_codec
+    from langfield.scene import load_scene_codec
 
     if not directory.is_dir():
         return None
     try:
-        codec, report = load_codec(directory, device=device)
+        codec, report = load_scene_codec(directory.parent, directory.name, device=device)
     except DataError as e:
         log.warning("retraining the codec: %s", e)
         return None
@@ -238,7 +257,7 @@ def latent_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, l
     differentiable) when nothing is valid.
     """
     h, w, total = pred.shape
-    diff = (pred - target).abs().reshape(h, w, total // latent_dim, latent_dim).sum(-1)  # [H, W, L]
+    diff = split_levels((pred - target).abs(), latent_dim).sum(-1)  # [H, W, L]
     n = valid.sum()
     if n == 0:
         return pred.sum() * 0.0

@@ -1,30 +1,27 @@
 """``reconstruct``: dataset -> scene directory (load, initialise, train, save, evaluate).
 
-Output-directory rules (so a previous scene is never lost):
-
-* ``out`` absent (or empty): train directly into it; an interrupted run leaves
-  its checkpoints there for ``resume=True``.
-* ``out`` exists and ``resume``: continue from its newest checkpoint.
-* ``out`` exists and ``overwrite``: train into a sibling staging directory and
-  swap it in only after the new scene has been written and evaluated.
-* otherwise: refuse with a LangfieldError.
+This module is the pipeline; where it writes (locking, staging, resume in place
+or in a copy, the final swap, cleanup of a killed run) is ``train/outdir.py``.
+Evaluation is a callback the caller passes (the CLI passes
+``langfield.eval.report``'s functions): training writes scenes, ``eval`` reads
+them, and neither imports the other.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Protocol
 
 import numpy as np
 import torch
 
-from langfield.io import atomic_write_json
-from langfield.scene import CONFIG_FILE, LANGUAGE_KEY, SceneCamera, latest_checkpoint, load_scene_config, save_scene
+from langfield.outputs import check_output, input_dir
+from langfield.scene import LANGUAGE_KEY, SceneCamera, latest_checkpoint, load_scene_config, save_scene
+from langfield.scene import write_manifest
 from langfield.sources.dataset import NoPosesError, load_dataset, load_split_views  # noqa: F401 (NoPosesError re-exported)
 from langfield.train.checkpoint import load_checkpoint
 from langfield.train.language import (
@@ -36,8 +33,26 @@ from langfield.train.language import (
     train_latents,
 )
 from langfield.train.config import TrainConfig, config_from_dict, config_to_dict
+from langfield.train.outdir import OutputDir, merged_config, read_config, update_config
 from langfield.train.trainer import Trainer, seed_everything
 from langfield.types import Capture, DataError, LangfieldError, View
+
+
+class EvaluateFn(Protocol):
+    """Evaluates a saved scene, writes ``scene_dir/eval/`` and returns the report
+    (``langfield.eval.report.evaluate_and_report``)."""
+
+    def __call__(self, scene_dir: Path, params: torch.nn.ParameterDict, views: list[View], *, sh_degree: int,
+                 background: str, backend: str, iterations: int, wall_time_s: Optional[float],
+                 split: str) -> dict[str, Any]: ...
+
+
+class EvaluateViewsFn(Protocol):
+    """Per-view metrics (rows with a ``psnr``) and tiles of ``views`` (``langfield.eval.report.evaluate_views``);
+    the trainer's periodic test hook (``TrainConfig.test_every``)."""
+
+    def __call__(self, params: torch.nn.ParameterDict, views: list[View], *, sh_degree: int, background: str,
+                 backend: str) -> tuple[list[dict[str, Any]], Any]: ...
 
 
 # LanguageConfig fields a resumed run takes from config.json whatever it is given (they shape the checkpoint).
@@ -51,7 +66,8 @@ class ReconstructResult:
     scene_dir: Path
     """The scene directory written."""
     report: dict[str, Any]
-    """The evaluation report (also in scene_dir/eval/report.json)."""
+    """The evaluation report (also in scene_dir/eval/report.json); without an ``evaluate`` callback only
+    the counts (iterations, num_gaussians, wall_time_s)."""
     num_gaussians: int
     """Final Gaussian count."""
     wall_time_s: float
@@ -59,11 +75,9 @@ class ReconstructResult:
 
 
 def resolve_device(cfg: TrainConfig) -> torch.device:
-    if cfg.device != "auto":
-        return torch.device(cfg.device)
-    if cfg.backend in ("auto", "cuda") and torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
+    from langfield.render.backend import default_device
+
+    return default_device(cfg.backend, cfg.device)
 
 
 def initial_gaussians(capture: Capture, views: list[View], cfg: TrainConfig, device: torch.device) -> torch.nn.ParameterDict:
@@ -95,48 +109,6 @@ def scene_cameras(train: list[View], evals: list[View]) -> list[SceneCamera]:
     return [SceneCamera.from_view(v, "train") for v in train] + [SceneCamera.from_view(v, "eval") for v in evals]
 
 
-def _prepare_out(out: Path, *, resume: bool, overwrite: bool) -> tuple[Path, Optional[Path]]:
-    """Directory to train into, and the staging dir to swap in at the end (overwrite only)."""
-    if resume:
-        if latest_checkpoint(out) is None:
-            raise LangfieldError(f"{out}: nothing to resume (no checkpoints/ckpt_*.pt)")
-        return out, None
-    if out.exists() and not out.is_dir():
-        raise LangfieldError(f"{out}: exists and is not a directory")
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise LangfieldError(f"{out}: already exists; pass --overwrite to replace it or --resume to continue it")
-        staging = out.parent / f".{out.name}.partial"
-        if staging.exists():
-            shutil.rmtree(staging)
-        staging.mkdir(parents=True)
-        return staging, staging
-    out.mkdir(parents=True, exist_ok=True)
-    return out, None
-
-
-def _discard_new_output(workdir: Path, *, created: bool) -> None:
-    """Remove what a failed fresh run wrote: the whole directory when this run created it, else its contents."""
-    if created:
-        shutil.rmtree(workdir, ignore_errors=True)
-        return
-    for child in workdir.iterdir():
-        if child.is_dir():
-            shutil.rmtree(child, ignore_errors=True)
-        else:
-            child.unlink(missing_ok=True)
-
-
-def _swap_in(staging: Path, out: Path) -> None:
-    """Replace ``out`` by ``staging`` with two renames (the old scene exists until the new one is in place)."""
-    old = out.parent / f".{out.name}.old"
-    if old.exists():
-        shutil.rmtree(old)
-    out.rename(old)
-    staging.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def _finish_latents(params: torch.nn.ParameterDict, views: list[View], targets: LanguageTargets,
                     language: LanguageConfig, joint_loss: Optional[JointLatentLoss], cfg: TrainConfig,
                     progress: bool) -> dict[str, Any]:
@@ -145,6 +117,60 @@ def _finish_latents(params: torch.nn.ParameterDict, views: list[View], targets: 
         return train_latents(params, views, targets, language, backend=cfg.backend, seed=cfg.seed, progress=progress)
     params["latents"].requires_grad_(False)
     return joint_loss.stats()
+
+
+def _input_dirs(capture: Capture) -> set[Path]:
+    """Every folder the capture reads from (images, depth, semantics): all off limits to the output."""
+    dirs = {Path(capture.root)}
+    for f in capture.frames:
+        for p in (f.image_path, f.depth_path, f.semantics_path):
+            if p is not None:
+                dirs.add(Path(p).parent)
+    return dirs
+
+
+@dataclass
+class _RunSpec:
+    """What a run trains with: given by the caller, or (resume) recorded by the run it continues."""
+
+    data: Path
+    cfg: TrainConfig
+    language: Optional[LanguageConfig]
+    prior_wall_s: float
+    ckpt_state: Optional[dict[str, Any]]
+
+
+def _fresh_spec(data: Optional[Path], cfg: Optional[TrainConfig], iterations: Optional[int],
+                language: Optional[LanguageConfig]) -> _RunSpec:
+    if data is None:
+        raise LangfieldError("no dataset given")
+    cfg = cfg or TrainConfig()
+    if iterations is not None:
+        cfg.iterations = iterations
+    if language is not None and language.schedule == "joint":
+        # The Trainer's Adam group for latents takes its LR from the run config; recording it there
+        # keeps config.json truthful and makes --resume rebuild the same optimizer.
+        cfg = dataclasses.replace(cfg, lr=dataclasses.replace(cfg.lr, latents=language.lr))
+    return _RunSpec(Path(data), cfg, language, 0.0, None)
+
+
+def _resumed_spec(od: OutputDir, data: Optional[Path], iterations: Optional[int],
+                  language: Optional[LanguageConfig]) -> _RunSpec:
+    source = od.checkpoint_source()
+    meta = load_scene_config(source)
+    ckpt_state = load_checkpoint(latest_checkpoint(source))
+    cfg = config_from_dict(ckpt_state["config"])
+    if iterations is not None:
+        cfg.iterations = iterations
+    recorded = meta.get("language_config")
+    if isinstance(recorded, dict):
+        if language is None:
+            language = LanguageConfig(**recorded)
+        else:
+            # The schedule shapes the checkpoint (latents, their optimizer): always continue the recorded one.
+            language = dataclasses.replace(language, **{k: recorded[k] for k in _JOINT_FIELDS if k in recorded})
+    return _RunSpec(Path(data) if data is not None else Path(meta["data"]), cfg, language,
+                    float(meta.get("wall_time_s") or 0.0), ckpt_state)
 
 
 def reconstruct(
@@ -158,14 +184,18 @@ def reconstruct(
     progress: bool = True,
     stop_after: Optional[int] = None,
     language: Optional["LanguageConfig"] = None,
+    evaluate: Optional[EvaluateFn] = None,
+    evaluate_views: Optional[EvaluateViewsFn] = None,
 ) -> Optional[ReconstructResult]:
     """Train a scene from a posed dataset and write the scene directory ``out``.
 
     Args:
         data: dataset path; with ``resume`` None means "the one in out/config.json".
-        out: scene directory.
+        out: scene directory (never an input path: refused when it is, contains or lies inside
+            the dataset or any folder the dataset reads).
         cfg: run config (ignored when resuming: the checkpoint's config is used).
-        resume: continue from ``out``'s newest checkpoint.
+        resume: continue from ``out``'s newest checkpoint (a finished scene in a copy swapped in
+            at the end, so that a failed resume leaves it as it was).
         overwrite: replace an existing ``out`` once the new scene is complete.
         iterations: when resuming, a new total number of steps (else the checkpoint's).
         progress: show a progress bar.
@@ -173,46 +203,39 @@ def reconstruct(
             completed steps; used to test resumption.  Returns None then.
         language: language stage settings (``train.language``); None = no
             language stage (when resuming: the one recorded in config.json).
+        evaluate: evaluates the saved scene and writes ``out/eval/``
+            (``langfield.eval.report.evaluate_and_report``); None = no evaluation,
+            the result's report then holds only the counts.
+        evaluate_views: metrics of views for the periodic test hook
+            (``langfield.eval.report.evaluate_views``; used when ``cfg.test_every`` > 0).
     """
     out = Path(out)
     t0 = time.time()
-    out_existed = out.exists()
-    workdir, staging = _prepare_out(out, resume=resume, overwrite=overwrite)
-    ckpt_state = None
-    if resume:
-        meta = load_scene_config(out)
-        ckpt_path = latest_checkpoint(out)
-        ckpt_state = load_checkpoint(ckpt_path)
-        cfg = config_from_dict(ckpt_state["config"])
-        if iterations is not None:
-            cfg.iterations = iterations
-        data = Path(data) if data is not None else Path(meta["data"])
-        recorded = meta.get("language_config")
-        if isinstance(recorded, dict):
-            if language is None:
-                language = LanguageConfig(**recorded)
-            else:
-                # The schedule shapes the checkpoint (latents, their optimizer): always continue the recorded one.
-                language = dataclasses.replace(language, **{k: recorded[k] for k in _JOINT_FIELDS if k in recorded})
-        prior_wall = float(meta.get("wall_time_s") or 0.0)
-    else:
-        if data is None:
-            raise LangfieldError("no dataset given")
-        cfg = cfg or TrainConfig()
-        if iterations is not None:
-            cfg.iterations = iterations
-        if language is not None and language.schedule == "joint":
-            # The Trainer's Adam group for latents takes its LR from the run config; recording it there
-            # keeps config.json truthful and makes --resume rebuild the same optimizer.
-            cfg = dataclasses.replace(cfg, lr=dataclasses.replace(cfg.lr, latents=language.lr))
-        prior_wall = 0.0
-    data = Path(data).resolve()
+    if not resume and data is not None:
+        check_output(out, [input_dir(data)])  # before anything is created or removed
+    with OutputDir(out, resume=resume, overwrite=overwrite) as od:
+        spec = (_resumed_spec(od, data, iterations, language) if resume
+                else _fresh_spec(data, cfg, iterations, language))
+        check_output(out, [input_dir(spec.data)])
+        return _run(spec, od, progress=progress, stop_after=stop_after, evaluate=evaluate,
+                    evaluate_views=evaluate_views, t0=t0)
+
+
+def _run(spec: _RunSpec, od: OutputDir, *, progress: bool, stop_after: Optional[int],
+         evaluate: Optional[EvaluateFn], evaluate_views: Optional[EvaluateViewsFn],
+         t0: float) -> Optional[ReconstructResult]:
+    """The pipeline: load, initialise, train (geometry, language), save, evaluate, put in place."""
+    cfg, language, ckpt_state = spec.cfg, spec.language, spec.ckpt_state
+    resume = ckpt_state is not None
+    data = spec.data.resolve()
 
     seed_everything(cfg.seed)
     device = resolve_device(cfg)
     capture = load_dataset(data, images=cfg.images, eval_every=cfg.eval_every)
     train_views, eval_views = load_split_views(capture, downscale=cfg.downscale, device=device)
     use_depth = capture.has_depth and any(v.depth is not None for v in train_views)
+    check_output(od.out, sorted(_input_dirs(capture)))
+    workdir = od.prepare()
 
     meta = {
         "data": str(data),
@@ -226,8 +249,9 @@ def reconstruct(
     }
     if language is not None:
         meta["language_config"] = dataclasses.asdict(language)
-    # Written first so --resume knows the dataset even if training is interrupted.
-    atomic_write_json(workdir / CONFIG_FILE, {**meta, "finished": False})
+    # Written first so --resume knows the dataset even if training is interrupted; merged, so that
+    # resuming never drops what the scene already recorded (its language section among others).
+    update_config(workdir, {**meta, "finished": False})
 
     # Features and codec come before geometry: missing weights fail fast, and the joint schedule needs the
     # targets from step 0 (features are cached and the codec reused on resume, so targets are identical).
@@ -236,8 +260,7 @@ def reconstruct(
                                          reuse_codec=resume)
                         if language is not None else None)
     except LangfieldError:
-        if not resume:  # nothing trained yet: leave no half-made scene that a rerun would refuse to overwrite
-            _discard_new_output(workdir, created=not out_existed or staging is not None)
+        od.discard()  # nothing trained yet: leave no half-made scene that a rerun would refuse to overwrite
         raise
     joint = lang_targets is not None and language is not None and language.schedule == "joint"
 
@@ -246,7 +269,7 @@ def reconstruct(
             {k: torch.nn.Parameter(v.to(device)) for k, v in ckpt_state["params"].items()}
         )
         if joint != ("latents" in params):
-            raise LangfieldError(f"{out}: the checkpoint was trained {'with' if 'latents' in params else 'without'} "
+            raise LangfieldError(f"{od.out}: the checkpoint was trained {'with' if 'latents' in params else 'without'} "
                                  "the joint language schedule; resume with the same --language-schedule")
     else:
         params = initial_gaussians(capture, train_views, cfg, device)
@@ -260,20 +283,22 @@ def reconstruct(
     if ckpt_state is not None:
         trainer.load_state_dict(ckpt_state)
         del ckpt_state
+        spec.ckpt_state = None
 
-    def test_hook(tr: Trainer) -> dict:
-        from langfield.eval.report import evaluate_views
-
-        rows, _ = evaluate_views(tr.params, eval_views or train_views[:4], sh_degree=cfg.active_sh_degree(tr.step),
-                                 background=cfg.background, backend=cfg.backend)
-        return {"test_psnr": float(np.mean([r["psnr"] for r in rows]))}
+    test_hook = None
+    if evaluate_views is not None:
+        def test_hook(tr: Trainer) -> dict:
+            rows, _ = evaluate_views(tr.params, eval_views or train_views[:4], sh_degree=cfg.active_sh_degree(tr.step),
+                                     background=cfg.background, backend=cfg.backend)
+            return {"test_psnr": float(np.mean([r["psnr"] for r in rows]))}
 
     try:
         trainer.train(until=stop_after, scene_dir=workdir, progress=progress, on_test=test_hook)
     except KeyboardInterrupt:
-        if staging is not None:
-            # The old scene stays in place; say where the partial run went.
-            print(f"interrupted --overwrite run: {out} is untouched; the partial run is in {staging}", file=sys.stderr)
+        if od.staging is not None:
+            what = "--resume of the finished scene" if resume else "--overwrite run"
+            print(f"interrupted {what}: {od.out} is untouched (the next run on it removes the partial run in "
+                  f"{od.staging})", file=sys.stderr)
         raise
     if trainer.step < cfg.iterations:
         return None
@@ -284,7 +309,7 @@ def reconstruct(
         meta[LANGUAGE_KEY] = {**lang_targets.meta, **_finish_latents(params, train_views, lang_targets, language,
                                                                        joint_loss, cfg, progress)}
 
-    wall = prior_wall + time.time() - t0
+    wall = spec.prior_wall_s + time.time() - t0
     meta.update(
         finished=True,
         iterations=trainer.step,
@@ -292,15 +317,16 @@ def reconstruct(
         sh_degree=cfg.sh_degree,
         wall_time_s=round(wall, 3),
     )
-    save_scene(workdir, params, scene_cameras(train_views, eval_views), meta)
+    save_scene(workdir, params, scene_cameras(train_views, eval_views), merged_config(read_config(workdir), meta))
 
-    from langfield.eval.report import evaluate_and_report
-
-    report = evaluate_and_report(
-        workdir, trainer.params, eval_views or train_views,
-        sh_degree=cfg.sh_degree, background=cfg.background, backend=cfg.backend,
-        iterations=trainer.step, wall_time_s=wall, split="eval" if eval_views else "train",
-    )
-    if staging is not None:
-        _swap_in(staging, out)
-    return ReconstructResult(out, report, trainer.num_gaussians, wall)
+    if evaluate is not None:
+        report = evaluate(
+            workdir, trainer.params, eval_views or train_views,
+            sh_degree=cfg.sh_degree, background=cfg.background, backend=cfg.backend,
+            iterations=trainer.step, wall_time_s=wall, split="eval" if eval_views else "train",
+        )
+    else:
+        report = {"iterations": trainer.step, "num_gaussians": trainer.num_gaussians, "wall_time_s": round(wall, 3)}
+    write_manifest(workdir)  # last write before the swap: the manifest covers eval/ as written just now
+    od.commit()
+    return ReconstructResult(od.out, report, trainer.num_gaussians, wall)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from langfield.gaussians.params import PARAM_KEYS
+from langfield.gaussians.strategy import Strategy
 from langfield.train.checkpoint import capture_rng_states, restore_rng_states, save_checkpoint
 from langfield.train.config import TrainConfig, config_to_dict
 from langfield.train.losses import masked_depth_l1, photometric_loss
@@ -92,7 +93,7 @@ class Trainer:
     """Optional term added to each step's loss from (view, render); when set and ``params`` has ``latents`` they
     are rendered as ``features`` in the same pass as RGB (the joint language schedule)."""
     optimizers: dict[str, torch.optim.Adam] = field(init=False)
-    strategy: Any = field(init=False)
+    strategy: Strategy = field(init=False)
     strategy_state: dict[str, Any] = field(init=False)
     generator: torch.Generator = field(init=False)
     _stop_requested: bool = field(init=False, default=False)
@@ -147,11 +148,12 @@ class Trainer:
         out = render_params(
             self.params, view, sh_degree=cfg.active_sh_degree(step), background=bg,
             backend=cfg.backend, render_depth=depth_on, features=features,
-            absgrad=bool(getattr(self.strategy, "absgrad", False)),
+            absgrad=self.strategy.absgrad,
         )
         info = {
             "means2d": out.means2d,
             "radii": out.radii,
+            "absgrad": out.absgrad,
             "width": int(view.width),
             "height": int(view.height),
             "n_cameras": 1,

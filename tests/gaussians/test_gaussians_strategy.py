@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from langfield.gaussians import ops
+from langfield.geometry import quat_to_rotmat
 from langfield.gaussians.params import create_params
-from langfield.gaussians.strategy import DefaultStrategy
+from langfield.gaussians.strategy import DefaultStrategy, Strategy
 
 W = H = 100
 C = 2
@@ -133,7 +134,7 @@ def test_split_children_sample_the_parent_distribution():
     ops.split(params, {}, state, torch.ones(n, dtype=torch.bool), generator=torch.Generator().manual_seed(0))
     x = params["means"].detach().double()
     assert x.shape == (2 * n, 3)
-    R = ops.quat_to_rotmat(quat.double())
+    R = quat_to_rotmat(quat.double())
     cov = R @ torch.diag(scale.double() ** 2) @ R.T
     torch.testing.assert_close(x.T @ x / x.shape[0], cov, atol=0.02 * 0.25, rtol=0.05)
     assert torch.equal(state["grad2d"], torch.arange(float(n)).repeat(2))
@@ -141,13 +142,16 @@ def test_split_children_sample_the_parent_distribution():
 
 def test_quat_to_rotmat_is_rotation():
     q = torch.randn(10, 4, generator=torch.Generator().manual_seed(1)).double()
-    R = ops.quat_to_rotmat(q)
+    R = quat_to_rotmat(q)
     torch.testing.assert_close(R @ R.transpose(1, 2), torch.eye(3, dtype=torch.float64).expand(10, 3, 3))
     torch.testing.assert_close(torch.linalg.det(R), torch.ones(10, dtype=torch.float64))
     # 90 degrees about z maps x to y
     qz = torch.tensor([math.cos(math.pi / 4), 0, 0, math.sin(math.pi / 4)], dtype=torch.float64)
-    torch.testing.assert_close(ops.quat_to_rotmat(qz) @ torch.tensor([1.0, 0, 0], dtype=torch.float64),
+    torch.testing.assert_close(quat_to_rotmat(qz) @ torch.tensor([1.0, 0, 0], dtype=torch.float64),
                                torch.tensor([0.0, 1, 0], dtype=torch.float64))
+    # any norm; a zero quaternion is the identity rather than NaN
+    torch.testing.assert_close(quat_to_rotmat(3.0 * q), R)
+    assert torch.equal(quat_to_rotmat(torch.zeros(4)), torch.eye(3))
 
 
 def test_gradient_statistics_normalisation_and_visibility():
@@ -230,6 +234,30 @@ def test_nothing_after_refine_stop_and_misuse_errors():
     del bad["latents"]
     with pytest.raises(ValueError, match="trainable"):
         strategy.check_sanity(params, bad)
+
+
+def test_default_strategy_is_a_strategy():
+    assert isinstance(DefaultStrategy(), Strategy)
+    assert not isinstance(object(), Strategy)
+
+
+def test_absgrad_statistic_comes_from_info_not_from_means2d():
+    """With ``absgrad`` the growth statistic is info["absgrad"] (RenderOutput.absgrad); means2d.grad is ignored."""
+    params, optimizers = _setup()
+    strategy = DefaultStrategy(absgrad=True, refine_start_iter=10_000)
+    state = strategy.initialize_state()
+    visible = torch.ones(C, 8, dtype=torch.bool)
+    info, w = _info(params, _grads(8, [0]), visible)  # means2d.grad would single out Gaussian 0
+    info["absgrad"] = _grads(8, [5])
+    strategy.step_pre_backward(params, optimizers, state, 1, info)
+    (info["means2d"] * w).sum().backward()
+    strategy.step_post_backward(params, optimizers, state, 1, info)
+    norm = state["grad2d"] / state["count"]
+    assert int(norm.argmax()) == 5
+    torch.testing.assert_close(norm[5], torch.tensor(HIGH * math.sqrt(2) * W / 2 * C))
+    with pytest.raises(ValueError, match="absgrad"):
+        info["absgrad"] = None
+        strategy.step_post_backward(params, optimizers, state, 2, info)
 
 
 def test_screen_radius_criteria_split_and_prune():

@@ -169,7 +169,7 @@ def assert_grad_close(name: str, got: Optional[torch.Tensor], want: Optional[tor
 
 
 def absgrad_of(mod, s: Scene, seed: int = 11, tile_size: int = TILE, absgrad: bool = True):
-    """(means2d.absgrad or None, means2d.grad) after the backward of a random cotangent (AbsGS statistic)."""
+    """(the AbsGS statistic or None, means2d.grad) after the backward of a random cotangent."""
     ls = leaf_scene(s)
     tile = tile_size
     C = s.viewmats.shape[0]
@@ -181,11 +181,12 @@ def absgrad_of(mod, s: Scene, seed: int = 11, tile_size: int = TILE, absgrad: bo
     tw, th = (s.width + tile - 1) // tile, (s.height + tile - 1) // tile
     _, ids, flat = mod.isect_tiles(means2d, radii, depths, tile, tw, th)
     offsets = mod.isect_offset_encode(ids, C, tw, th)
+    sink = torch.zeros_like(means2d, requires_grad=False) if absgrad else None
     out, alpha = mod.rasterize_to_pixels(means2d, conics, cols, ls.opacities[None].expand(C, -1), radii, s.width,
-                                         s.height, tile, offsets, flat, absgrad=absgrad)
+                                         s.height, tile, offsets, flat, absgrad_out=sink)
     g = torch.Generator().manual_seed(seed)
     v = torch.randn(out.shape, generator=g).to(out.device)
     va = torch.randn(alpha.shape, generator=g).to(out.device)
     ((out * v).sum() + (alpha * va).sum()).backward()
-    a = getattr(means2d, "absgrad", None)
-    return (None if a is None else a.detach().cpu()), means2d.grad.detach().cpu()
+    assert not hasattr(means2d, "absgrad")  # an output of its own, never an attribute of means2d
+    return (None if sink is None else sink.cpu()), means2d.grad.detach().cpu()

@@ -298,7 +298,7 @@ def test_absgrad_leaves_the_gradients_unchanged_and_is_off_by_default():
     s = make_scene(120, seed=53, n_features=3)
     a_off, g_off = absgrad_of(native, s, absgrad=False)
     a_on, g_on = absgrad_of(native, s)
-    assert a_off is None  # not asked for: no attribute
+    assert a_off is None  # not asked for: no output
     assert torch.equal(g_on, g_off)
     assert a_on.shape == (1, 120, 2) and float(a_on.max()) > 0
 

@@ -55,7 +55,7 @@ def target(request) -> Iterator[Target]:
             pytest.fail(f"GPU present but CUDA kernels unavailable: {native.build_error('cuda')}")
         yield Target(native, "cuda")
         return
-    from langfield.render import cuda_emu
+    import langfield_test_cuda_emu as cuda_emu  # registered by tests/render/conftest.py
 
     if platform.machine() not in ("x86_64", "AMD64"):
         pytest.skip("the CUDA emulator's context switch is x86-64 only")

@@ -145,6 +145,60 @@ def test_means2d_gradient_can_be_retained():
     assert torch.isfinite(means.grad).all()
 
 
+def _absgrad_render(backend: str, absgrad: bool):
+    means, quats, scales, opac, g = gaussians(30, seed=8)
+    means.requires_grad_()
+    viewmats, Ks = cameras(2)
+    out = render(means, quats, scales, opac, viewmats, Ks, W, H, colors=torch.rand(30, 3, generator=g),
+                 backend=backend, absgrad=absgrad)
+    out.means2d.retain_grad()
+    v = torch.randn(out.rgb.shape, generator=g)
+    return out, v
+
+
+@pytest.mark.parametrize("backend", ["torch", pytest.param("cpu", marks=pytest.mark.skipif(
+    not backend_mod._native_available("cpu")[0], reason="native CPU kernels not built"))])
+def test_absgrad_is_an_output_of_render_filled_by_the_backward(backend: str):
+    out, v = _absgrad_render(backend, absgrad=True)
+    assert out.absgrad is not None and out.absgrad.shape == (2, 30, 2) and not out.absgrad.requires_grad
+    assert not out.absgrad.any()  # zeros until the backward runs
+    (out.rgb * v).sum().backward()
+    grad, absgrad = out.means2d.grad, out.absgrad
+    visible = out.radii > 0
+    assert float(absgrad[visible].abs().sum()) > 0 and bool((absgrad[~visible] == 0).all())
+    # |sum over pixels| <= sum over pixels of |.|: at least |grad|, more where pixels disagree
+    assert bool((absgrad >= grad.abs() - 1e-6).all()) and float((absgrad - grad.abs()).max()) > 1e-4
+    assert not hasattr(out.means2d, "absgrad")  # no attribute on the tensor any more
+    plain, v2 = _absgrad_render(backend, absgrad=False)
+    assert plain.absgrad is None
+    (plain.rgb * v2).sum().backward()
+    # Asking for the statistic leaves the gradients alone (up to the reference's summation order).
+    torch.testing.assert_close(plain.means2d.grad, grad, rtol=1e-5, atol=1e-6)
+
+
+def test_absgrad_of_torch_and_cpu_backends_agree():
+    if not backend_mod._native_available("cpu")[0]:
+        pytest.skip("native CPU kernels not built")
+    results = []
+    for backend in ("torch", "cpu"):
+        out, v = _absgrad_render(backend, absgrad=True)
+        (out.rgb * v).sum().backward()
+        results.append(out.absgrad)
+    torch.testing.assert_close(results[1], results[0], rtol=2e-3, atol=2e-4 * float(results[0].abs().max()))
+
+
+def test_default_device_follows_the_backend_and_an_explicit_device(monkeypatch):
+    assert backend_mod.default_device("torch", "cpu") == torch.device("cpu")
+    assert backend_mod.default_device("auto", "cuda:1") == torch.device("cuda:1")  # explicit: as given
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert backend_mod.default_device("auto") == torch.device("cuda")
+    assert backend_mod.default_device("cuda") == torch.device("cuda")
+    assert backend_mod.default_device("cpu") == torch.device("cpu")  # the CPU kernels need CPU tensors
+    assert backend_mod.default_device("torch") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert backend_mod.default_device("auto") == torch.device("cpu")
+
+
 def test_render_gradcheck_float64():
     dt = torch.float64
     means, quats, scales, opac, g = gaussians(3, seed=6, dtype=dt)

@@ -1,6 +1,6 @@
 """AbsGS densification end to end: ``reconstruct --absgrad`` on both backends.
 
-The strategy's ``absgrad`` option reads ``means2d.absgrad``, which the
+The strategy's ``absgrad`` option reads the render's ``RenderOutput.absgrad``, which the
 rasterizers fill in their backward (tests/render covers its values); here the
 whole loop runs through refinement with it, on the native and the reference
 backend, and the choice is saved with the scene.

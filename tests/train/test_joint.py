@@ -115,11 +115,10 @@ def test_reconstruct_joint_writes_scene_and_resumes_exactly(synthetic_dataset, t
 def test_cli_language_schedule_option(tmp_path):
     import tyro
 
-    from langfield.cli import Reconstruct, _language_config
+    from langfield.cli import Reconstruct
 
     args = tyro.cli(Reconstruct, args=[str(tmp_path), "--out", str(tmp_path / "s"), "--features", "labels",
                                        "--language-schedule", "joint", "--joint-weight", "0.3"])
-    lang = _language_config(args.features, args.clip, args.sam, args.latent_iterations, args.latent_dim,
-                            args.codec_steps, schedule=args.language_schedule, joint_weight=args.joint_weight)
+    lang = args.language
     assert (lang.schedule, lang.joint_weight) == ("joint", 0.3)
     assert LanguageConfig().schedule == "sequential"

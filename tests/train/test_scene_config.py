@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
+import typing
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,8 +14,9 @@ import torch
 
 from langfield.scene import (SceneCamera, load_cameras, load_scene, read_transforms_cameras, save_cameras,
                              save_scene, write_transforms_json)
-from langfield.train.config import TrainConfig, config_from_dict, config_to_dict
-from langfield.types import DataError
+from langfield.scene_config import BACKGROUNDS, SCENE_FORMAT_VERSION, SceneConfig, TrainSection
+from langfield.train.config import Background, TrainConfig, config_from_dict, config_to_dict
+from langfield.types import ConfigError, DataError
 
 
 def _camera(i: int) -> SceneCamera:
@@ -72,5 +77,81 @@ def test_config_round_trip_and_schedules():
     assert cfg.strategy.refine_stop_iter == 15_000  # the user's strategy object is not modified
     long = TrainConfig(iterations=30_000).resolved_strategy()
     assert (long.refine_start_iter, long.refine_stop_iter, long.refine_every) == (500, 15_000, 100)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="downscale must be >= 1"):
         TrainConfig(downscale=0)
+
+
+# --------------------------------------------------------------------------- SceneConfig (config.json, typed)
+
+def _written_config(tmp_path, make_gaussians, **extra) -> dict:
+    """A config.json as save_scene writes it."""
+    cfg = TrainConfig(iterations=30, background="white", eval_every=4, downscale=2, images="images_2")
+    save_scene(tmp_path / "s", make_gaussians(3, seed=0), [_camera(0)],
+               {"data": "/data/room", "capture_kind": "nerfstudio", "train": config_to_dict(cfg), "finished": True,
+                "iterations": 30, "wall_time_s": 1.5, **extra})
+    return json.loads((tmp_path / "s" / "config.json").read_text())
+
+
+def _rewrite_config(scene, raw: dict) -> None:
+    """Replace config.json as a user editing it would (the manifest, which would flag the edit, goes too)."""
+    (scene / "manifest.json").unlink(missing_ok=True)
+    (scene / "config.json").write_text(json.dumps(raw))
+
+
+def test_scene_config_reads_what_save_scene_writes(tmp_path, make_gaussians):
+    raw = _written_config(tmp_path, make_gaussians, language={"num_levels": 2, "levels": ["part", "whole"]})
+    sc = load_scene(tmp_path / "s").settings
+    assert sc == SceneConfig.from_dict(raw)
+    assert (sc.version, sc.source_version) == (SCENE_FORMAT_VERSION, SCENE_FORMAT_VERSION)
+    assert sc.data == Path("/data/room") and sc.capture_kind == "nerfstudio" and sc.finished
+    assert (sc.iterations, sc.wall_time_s) == (30, 1.5)
+    t = sc.train
+    assert (t.background, t.eval_every, t.downscale, t.images, t.iterations) == ("white", 4, 2, "images_2", 30)
+    assert config_from_dict(t.raw) == config_from_dict(raw["train"])  # train/ rebuilds the TrainConfig from it
+    assert sc.has_language and sc.language["levels"] == ["part", "whole"]
+
+
+def test_scene_config_defaults_are_the_train_config_defaults():
+    view, cfg = TrainSection(), TrainConfig()
+    for f in dataclasses.fields(TrainSection):
+        if f.name != "raw":
+            assert getattr(view, f.name) == getattr(cfg, f.name), f.name
+    assert BACKGROUNDS == typing.get_args(Background)
+
+
+def test_scene_config_upgrades_an_unversioned_file():
+    # format 0: no "version" key (older scenes, and the provisional config.json of an unfinished run)
+    old = {"data": "/d", "train": {"iterations": 50}}
+    sc = SceneConfig.from_dict(old)
+    assert (sc.source_version, sc.version, sc.raw["version"]) == (0, SCENE_FORMAT_VERSION, SCENE_FORMAT_VERSION)
+    assert sc.train.iterations == 50 and sc.train.background == "black" and sc.train.eval_every == 8
+    assert not sc.finished and sc.iterations is None and not sc.has_language
+    assert "version" not in old  # the caller's dict is not modified
+
+
+def test_scene_config_refuses_a_newer_version(tmp_path, make_gaussians):
+    raw = _written_config(tmp_path, make_gaussians)
+    raw["version"] = SCENE_FORMAT_VERSION + 1
+    _rewrite_config(tmp_path / "s", raw)
+    with pytest.raises(DataError, match=r"config.json: written by a newer langfield \(scene format 2"):
+        load_scene(tmp_path / "s")
+
+
+@pytest.mark.parametrize("patch,message", [
+    ({"train": "garbage"}, "section 'train' must be a JSON object, got str"),
+    ({"language": [1, 2]}, "section 'language' must be a JSON object"),
+    ({"version": "one"}, "'version' must be a non-negative integer"),
+    ({"iterations": "many"}, "'iterations' must be int, got str"),
+    ({"finished": 1}, "'finished' must be bool"),
+    ({"train": {"downscale": 0}}, "train.downscale must be an integer >= 1"),
+    ({"train": {"eval_every": True}}, "'eval_every' must be int, got bool"),
+    ({"train": {"background": "pink"}}, "train.background must be black, white, random"),
+])
+def test_malformed_scene_config_is_a_one_line_data_error(patch, message, tmp_path, make_gaussians):
+    raw = {**_written_config(tmp_path, make_gaussians), **patch}
+    _rewrite_config(tmp_path / "s", raw)
+    with pytest.raises(DataError, match=re.escape(message)) as info:
+        load_scene(tmp_path / "s")
+    assert "\n" not in str(info.value) and str(tmp_path / "s" / "config.json") in str(info.value)
+    with pytest.raises(DataError):
+        SceneConfig.from_dict("not a dict")

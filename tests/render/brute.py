@@ -3,7 +3,9 @@
 The independent check of the tiled path in ``reference.rasterize_to_pixels``:
 it sorts each camera's Gaussians itself and walks them one at a time with the
 plain sequential rule of docs/rasterizer.md (step 3), vectorised only over
-pixels.  Slow (a Python loop over N), so for tests and small inputs only.
+pixels.  Slow (a Python loop over N), so for tests and small inputs only: it lives
+under tests/ (loaded by tests/render/conftest.py as ``langfield_test_brute``; the
+package never ships or imports it).
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ about undefined behaviour), behind the same C ABI as the native CPU library.
 CUDA parity tests run the CUDA kernels' code on machines without a GPU.
 
 It is slow (about a microsecond per emulated thread switch): meant for tests
-on small scenes, never for rendering.
+on small scenes, never for rendering.  A test helper, not part of the package
+(it patches ``langfield.render.native``'s kernel table): tests/render/conftest.py
+loads it as ``langfield_test_cuda_emu``.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Callable, Iterator, Optional
 
-from . import _build
-from ._native_backends import CpuKernels
+from langfield.render import _build
+from langfield.render._native_backends import CpuKernels
 
 
 class EmulatedCudaError(RuntimeError):
@@ -79,7 +81,7 @@ def kernels() -> Optional[EmulatedCudaKernels]:
 @contextlib.contextmanager
 def routed_to_emulator() -> Iterator[EmulatedCudaKernels]:
     """Within the block, ``langfield.render.native``'s ops on CPU tensors run the emulated CUDA kernels."""
-    from . import native
+    from langfield.render import native
 
     k = kernels()
     if k is None:
