@@ -127,6 +127,8 @@ def kill_mode(name: str, base: Path, cmd_of, work: Path, n: int, rng: random.Ran
                      "leftovers_after_next_run": len(remaining), "next_run_rc": rc_eval,
                      **({"error": (err_info + err_eval).strip()[-300:]} if state == "broken" or rc_eval else {})})
         shutil.rmtree(scene.parent, ignore_errors=True)
+        print(f"{name} {i + 1}/{n}: {'killed' if killed else 'finished'} at {delay:.1f} s -> {state}",
+              file=sys.stderr, flush=True)  # progress: a run takes minutes
     return {
         "full_run_s": round(full_s, 2),
         "kills": sum(r["killed"] for r in rows),
