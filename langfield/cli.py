@@ -75,7 +75,7 @@ class Reconstruct:
     preset: Preset = "default"
     """Starting values of the training options (options given on the command line override them): default, or
     absgrad = AbsGS densification, growing Gaussians by the sum over pixels of |screen-space gradient|
-    (means2d.absgrad) with the AbsGS threshold (gaussians.strategy.ABSGRAD_GROW_GRAD2D, 0.0008) instead of the
+    (RenderOutput.absgrad) with the AbsGS threshold (gaussians.strategy.ABSGRAD_GROW_GRAD2D, 0.0008) instead of the
     mean gradient (0.0002)."""
     absgrad: bool = False
     """Short for --preset absgrad."""

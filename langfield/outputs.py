@@ -18,14 +18,15 @@ from langfield.types import LangfieldError
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def _resolved(path: PathLike) -> Path:
+def resolve_path(path: PathLike) -> Path:
+    """``path`` absolute, ``~`` expanded, symlinks and ``..`` resolved (it need not exist)."""
     # strict=False: an output usually does not exist yet; its existing prefix is still resolved.
     return Path(os.path.expanduser(os.fspath(path))).resolve(strict=False)
 
 
 def input_dir(path: PathLike) -> Path:
     """The directory an input path stands for: a file's folder (transforms.json, cameras file), else itself."""
-    p = _resolved(path)
+    p = resolve_path(path)
     return p.parent if p.is_file() else p
 
 
@@ -48,11 +49,11 @@ def check_output(out: PathLike, inputs: Iterable[Optional[PathLike]], *, flag: s
     folder); pass ``input_dir(p)`` where a file's whole folder is the input
     (a dataset's transforms.json and the images beside it).
     """
-    target = _resolved(out)
+    target = resolve_path(out)
     for inp in inputs:
         if inp is None or not str(inp):
             continue
-        source = _resolved(inp)
+        source = resolve_path(inp)
         how = overlap(target, source)
         if how is not None:
             raise LangfieldError(

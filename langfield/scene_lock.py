@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
 from langfield.io import remove_temp_files
+from langfield.outputs import resolve_path
 from langfield.types import DataError, LangfieldError
 
 try:
@@ -51,26 +52,21 @@ class SceneBusyError(LangfieldError):
     """Another live process holds the scene's writer lock."""
 
 
-def resolve_scene(scene: PathLike) -> Path:
-    """The absolute, symlink-free path of a scene directory (which need not exist)."""
-    return Path(os.path.expanduser(os.fspath(scene))).resolve(strict=False)
-
-
 def lock_path(scene: PathLike) -> Path:
     """``PARENT/.NAME.lock`` of a scene."""
-    root = resolve_scene(scene)
+    root = resolve_path(scene)
     return root.parent / f".{root.name}{LOCK_SUFFIX}"
 
 
 def staging_path(scene: PathLike) -> Path:
     """``PARENT/.NAME.partial``: where a run that must not touch the scene until it is done writes."""
-    root = resolve_scene(scene)
+    root = resolve_path(scene)
     return root.parent / f".{root.name}{STAGING_SUFFIX}"
 
 
 def old_path(scene: PathLike) -> Path:
     """``PARENT/.NAME.old``: the replaced scene, between the two renames of a swap."""
-    root = resolve_scene(scene)
+    root = resolve_path(scene)
     return root.parent / f".{root.name}{OLD_SUFFIX}"
 
 
@@ -127,7 +123,7 @@ def acquire(scene: PathLike, command: Optional[str] = None, *, create_parent: bo
     ``create_parent``: create the scene's parent folder (a new scene); else a
     missing parent means the scene does not exist (DataError).
     """
-    root = resolve_scene(scene)
+    root = resolve_path(scene)
     path = lock_path(root)
     if fcntl is None:  # pragma: no cover
         return SceneLock(root, path, None)
@@ -174,7 +170,8 @@ def scene_lock(scene: PathLike, command: Optional[str] = None, *, create_parent:
         lock.release()
 
 
-def _finished(scene: Path) -> bool:
+def is_finished(scene: Path) -> bool:
+    """True when ``scene/config.json`` is readable and does not say ``"finished": false`` (a run completed it)."""
     try:
         meta = json.loads((scene / _CONFIG_FILE).read_text())
     except (OSError, ValueError):
@@ -190,11 +187,11 @@ def recover_interrupted_swap(scene: PathLike) -> Optional[str]:
     only once complete) becomes ``NAME``, else the old scene goes back.
     Returns "new", "old" or None (nothing to do).
     """
-    root = resolve_scene(scene)
+    root = resolve_path(scene)
     old, partial = old_path(root), staging_path(root)
     if os.path.lexists(root) or not old.is_dir():
         return None
-    if partial.is_dir() and _finished(partial):
+    if partial.is_dir() and is_finished(partial):
         partial.rename(root)
         shutil.rmtree(old, ignore_errors=True)
         return "new"
@@ -204,7 +201,7 @@ def recover_interrupted_swap(scene: PathLike) -> Optional[str]:
 
 def clean_leftovers(scene: PathLike, *, keep_staging: bool = False) -> list[Path]:
     """Remove what killed writers of ``scene`` left (hold the lock): temp files, ``.NAME.old``, ``.NAME.partial``."""
-    root = resolve_scene(scene)
+    root = resolve_path(scene)
     removed = list(remove_temp_files(root)) if root.is_dir() else []
     leftovers = [old_path(root)] if root.is_dir() else []  # without NAME, .old may be the only copy
     if not keep_staging:
@@ -242,7 +239,7 @@ def recover_for_reading(scene: PathLike) -> None:
     A live writer in the middle of its swap makes this raise SceneBusyError,
     which says who is writing instead of "does not exist".
     """
-    root = resolve_scene(scene)
+    root = resolve_path(scene)
     if os.path.lexists(root) or not old_path(root).is_dir():
         return
     with scene_lock(root, command="recover interrupted swap") as lock:

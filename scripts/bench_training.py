@@ -13,15 +13,15 @@ per iteration, Gaussian counts and held-out PSNR/SSIM.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from langfield.gaussians.strategy import ABSGRAD_GROW_GRAD2D
 from langfield.synthetic import generate_scene
-from langfield.train.config import TrainConfig
+from langfield.train.config import TRAIN_PRESETS
 from langfield.train.reconstruct import reconstruct
 
 PEER = {"name": "OpenSplat (CPU)", "s_per_iter": 0.077, "psnr": 30.35, "iterations": 2000}
@@ -42,7 +42,7 @@ def main() -> int:
     ap.add_argument("--coarse-fraction", type=float, default=None, help="override TrainConfig.coarse_fraction")
     ap.add_argument("--keep", type=Path, default=None, help="keep the dataset and scene in this directory")
     ap.add_argument("--absgrad", action="store_true",
-                    help="AbsGS densification (means2d.absgrad; grow threshold --grow-grad2d, default 0.0008)")
+                    help="AbsGS densification (RenderOutput.absgrad; grow threshold --grow-grad2d, default 0.0008)")
     ap.add_argument("--grow-grad2d", type=float, default=None, help="override the strategy's growth threshold")
     args = ap.parse_args()
 
@@ -50,7 +50,10 @@ def main() -> int:
         root = args.keep or Path(tmp)
         data = root / "data"
         generate_scene(data, seed=args.seed, width=args.width, height=args.height, n_train=args.views, n_eval=4)
-        cfg = TrainConfig(iterations=args.iterations, backend=args.backend, checkpoint_every=args.iterations)
+        # The preset (langfield.train.config.TRAIN_PRESETS) is the one definition of what --absgrad changes.
+        base = TRAIN_PRESETS["absgrad" if args.absgrad else "default"]()
+        cfg = dataclasses.replace(base, iterations=args.iterations, backend=args.backend,
+                                  checkpoint_every=args.iterations)
         cfg.scale_strategy_schedule = args.schedule == "scaled"
         if args.coarse_levels is not None:
             cfg.coarse_levels = args.coarse_levels
@@ -58,9 +61,6 @@ def main() -> int:
             cfg.coarse_fraction = args.coarse_fraction
         if args.max_gaussians:
             cfg.strategy.max_gaussians = args.max_gaussians
-        if args.absgrad:
-            cfg.strategy.absgrad = True
-            cfg.strategy.grow_grad2d = ABSGRAD_GROW_GRAD2D
         if args.grow_grad2d is not None:
             cfg.strategy.grow_grad2d = args.grow_grad2d
         t0 = time.perf_counter()

@@ -83,10 +83,11 @@ class Selector:
         from contextlib import nullcontext
 
         from langfield.outputs import check_output
-        from langfield.scene_lock import resolve_scene, scene_writer
+        from langfield.outputs import resolve_path
+        from langfield.scene_lock import scene_writer
 
         # Into the scene (the default SCENE/selections): as its one writer; elsewhere: never into an input.
-        inside = resolve_scene(out_dir).is_relative_to(resolve_scene(self.core.root))
+        inside = resolve_path(out_dir).is_relative_to(resolve_path(self.core.root))
         if not inside:
             check_output(out_dir, [self.core.root], flag="export dir")
         with self.core.lock, (scene_writer(self.core.root) if inside else nullcontext()):

@@ -25,12 +25,12 @@ is None there. ``langfield weights --verify`` checks the files present.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
+from langfield.integrity import sha256_file
 from langfield.types import LangfieldError
 
 TINY = "test-tiny"
@@ -334,20 +334,11 @@ def describe_weights() -> list[dict]:
     return out
 
 
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify_sha256(path: Path, expected: Optional[str]) -> None:
     """Raise LangfieldError when a known digest does not match (no-op when unknown)."""
     if not expected:
         return
-    got = file_sha256(path)
+    got = sha256_file(path)
     if got != expected:
         raise LangfieldError(f"{path}: sha256 {got[:12]}... does not match the published {expected[:12]}...")
 
@@ -360,6 +351,6 @@ def verify_present(rows: list[dict]) -> list[dict]:
         target = row.get("target_path")
         ok: Optional[bool] = None
         if row.get("kind") != "test" and row.get("sha256") and target and Path(target).is_file():
-            ok = file_sha256(Path(target)) == row["sha256"]
+            ok = sha256_file(Path(target)) == row["sha256"]
         out.append({**row, "verified": ok})
     return out

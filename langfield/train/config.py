@@ -178,7 +178,7 @@ class TrainConfig:
 
 
 def absgrad_config() -> TrainConfig:
-    """AbsGS densification: grow by the sum over pixels of |screen-space gradient| (``means2d.absgrad``)
+    """AbsGS densification: grow by the sum over pixels of |screen-space gradient| (``RenderOutput.absgrad``)
     with the AbsGS threshold ``ABSGRAD_GROW_GRAD2D`` instead of the mean gradient and 0.0002."""
     cfg = TrainConfig()
     return dataclasses.replace(cfg, strategy=dataclasses.replace(cfg.strategy, absgrad=True,

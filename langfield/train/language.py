@@ -35,6 +35,7 @@ import tyro
 from langfield.codec.model import split_levels
 from langfield.features.weights import DEFAULT_CLIP
 from langfield.render.views import render_latents
+from langfield.scene import CODEC_DIR
 from langfield.types import Capture, ConfigError, DataError, LangfieldError, RenderOutput, View
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,6 @@ log = logging.getLogger(__name__)
 FeatureOption = Literal["auto", "labels", "sam-clip", "dense", "none"]
 Schedule = Literal["sequential", "joint"]
 FEATURES_CACHE_DIR = "features_cache"
-CODEC_DIR = "codec"
-"""Key of the language section in the scene's config.json."""
 
 
 def _alias(*names: str) -> Any:

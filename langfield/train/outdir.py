@@ -31,8 +31,9 @@ from typing import Any, Optional
 
 from langfield.io import atomic_write_json
 from langfield.scene import CONFIG_FILE, is_scene, latest_checkpoint
-from langfield.scene_lock import SceneLock, acquire, clean_leftovers, note_recovery, old_path, recover_interrupted_swap, \
-    staging_path
+from langfield.scene_lock import (
+    SceneLock, acquire, clean_leftovers, is_finished, note_recovery, old_path, recover_interrupted_swap, staging_path,
+)
 from langfield.types import LangfieldError
 
 
@@ -64,10 +65,6 @@ def _link_or_copy(src: str, dst: str) -> None:
         if e.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
             raise
         shutil.copy2(src, dst)
-
-
-def _is_finished(root: Path) -> bool:
-    return is_scene(root) and read_config(root).get("finished", True) is not False
 
 
 class OutputDir:
@@ -127,7 +124,7 @@ class OutputDir:
         if self.resume:
             self.checkpoint_source()
             self.existing_config = read_config(root)
-            if _is_finished(root):
+            if is_scene(root) and is_finished(root):
                 staging = staging_path(root)
                 shutil.copytree(root, staging, symlinks=True, copy_function=_link_or_copy)
                 self.workdir = self.staging = staging
