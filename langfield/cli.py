@@ -1,4 +1,4 @@
-"""The ``langfield`` command: reconstruct, render, eval, demo, info, query, select, weights, eval-queries, view.
+"""The ``langfield`` command: reconstruct, poses, slam, lift, render, eval, demo, info, query, select, weights, eval-queries, view.
 
 Each subcommand is a dataclass whose field docstrings become ``--help``.
 User errors (``LangfieldError``) print one ``error: ...`` line on stderr and
@@ -17,8 +17,11 @@ from typing import Annotated, Any, Literal, Optional, Sequence, Union
 
 import tyro
 
-from langfield.cli_language import EvalQueries, Query, Select, Weights
+from langfield.cli_language import EvalQueries, Lift, Query, Select, Weights
+from langfield.cli_slam import Slam
 from langfield.features.weights import TINY
+from langfield.frontend.frames import FrameConfig
+from langfield.frontend.sfm import SfmConfig
 from langfield.render.backend import Backend
 from langfield.train.config import TRAIN_PRESETS, TrainConfig
 from langfield.train.language import LanguageConfig
@@ -57,12 +60,16 @@ def _print_json(obj) -> None:
 
 @dataclass
 class Reconstruct:
-    """Reconstruct a Gaussian scene from a posed dataset (nerfstudio, COLMAP or LLFF)."""
+    """Reconstruct a Gaussian scene from a video, a folder of unposed photos, or a posed dataset (nerfstudio,
+    COLMAP or LLFF).  A video or unposed photos go through `langfield poses` first (frame selection, pycolmap
+    structure from motion, undistortion; the posed dataset ends up in OUT/data)."""
 
     data: DataArg
-    """Dataset: a transforms.json or a directory (nerfstudio, COLMAP sparse model, LLFF poses_bounds.npy)."""
+    """Input: a video file (mp4/mov/avi/mkv...), a folder of photos without poses, or a posed dataset
+    (a transforms.json or a directory: nerfstudio, COLMAP sparse model, LLFF poses_bounds.npy)."""
     out: Path
-    """Scene directory to write (config.json, point_cloud.ply, cameras.json, checkpoints/, eval/)."""
+    """Scene directory to write (config.json, point_cloud.ply, cameras.json, checkpoints/, eval/; data/ for a video
+    or photos)."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Training options (langfield.train.config.TrainConfig), with the learning rates (--train.lr.*) and the
     densification strategy (--train.strategy.*); common ones have short aliases (--iterations, --backend,
@@ -72,6 +79,12 @@ class Reconstruct:
     """Language stage options (langfield.train.language.LanguageConfig); --features none skips the stage, auto
     skips it with a warning when the default weights are missing.  With --resume and --features auto the
     language stage recorded in OUT/config.json is continued."""
+    frames: FrameConfig = field(default_factory=FrameConfig)
+    """Frame selection for a video or photo input (langfield.frontend.frames.FrameConfig); ignored for a posed
+    dataset."""
+    sfm: SfmConfig = field(default_factory=SfmConfig)
+    """Structure from motion for a video or photo input (langfield.frontend.sfm.SfmConfig); ignored for a posed
+    dataset."""
     preset: Preset = "default"
     """Starting values of the training options (options given on the command line override them): default, or
     absgrad = AbsGS densification, growing Gaussians by the sum over pixels of |screen-space gradient|
@@ -102,11 +115,74 @@ class Reconstruct:
             raise LangfieldError("--resume and --overwrite exclude each other")
         features = self.language.features
         language = None if features == "none" or (self.resume and features == "auto") else self.language
-        result = reconstruct(self.data, self.out, self.train, resume=self.resume, overwrite=self.overwrite,
+        train, frontend, data = self.train, None, self.data
+        kind = unposed_kind(self.data, self.train.images)
+        if kind is not None and self.resume:
+            data = None  # the scene continues on the dataset the front end made (recorded in its config.json)
+        elif kind is not None:
+            from langfield.frontend.input import scene_frontend
+
+            source = _photo_folder(self.data, self.train.images) if kind == "photos" else self.data
+            frontend = scene_frontend(source, self.frames, self.sfm, progress=not self.quiet)
+            train = replace(train, images=None)  # the front end's dataset has its own images/
+        result = reconstruct(data, self.out, train, resume=self.resume, overwrite=self.overwrite,
                              iterations=self.train.iterations if self.resume and self.iterations_given else None,
-                             progress=not self.quiet, language=language, **_evaluation())
+                             progress=not self.quiet, language=language, frontend=frontend, **_evaluation())
         assert result is not None
         _print_summary(result)
+        return 0
+
+
+def unposed_kind(path: Path, images: Optional[str]) -> Optional[str]:
+    from langfield.frontend.input import unposed_kind as kind
+
+    return kind(path, images)
+
+
+def _photo_folder(path: Path, images: Optional[str]) -> Path:
+    """The folder holding the photos of an unposed input (``--images`` names a sub-folder)."""
+    from langfield.sources.imagefolder import image_dir_of
+
+    return image_dir_of(Path(path), images) or Path(path)
+
+
+@dataclass
+class Poses:
+    """Estimate camera poses for a video or a folder of unposed photos and write a nerfstudio dataset
+    (transforms.json, undistorted images/, sparse_pc.ply, colmap/sparse/0) that `reconstruct`, nerfstudio and
+    gsplat read: frame selection, pycolmap SIFT + matching + mapping, undistortion to PINHOLE, normalisation."""
+
+    input: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="INPUT")]
+    """A video file or a folder of photos (JPEG/PNG; EXIF orientation applied; all of one size)."""
+    out: Path
+    """Dataset directory to write."""
+    frames: FrameConfig = field(default_factory=FrameConfig)
+    """Frame selection (langfield.frontend.frames.FrameConfig)."""
+    sfm: SfmConfig = field(default_factory=SfmConfig)
+    """Structure from motion (langfield.frontend.sfm.SfmConfig)."""
+    work_dir: Optional[Path] = None
+    """Where the frames, COLMAP database and stage markers live while the poses are made (default
+    PARENT/.OUT.work); a rerun after a crash resumes from the last finished stage."""
+    keep_work: bool = False
+    """Keep the work directory after success."""
+    overwrite: bool = False
+    """Replace an existing OUT (only once the new dataset is complete)."""
+    quiet: bool = False
+    """No progress output."""
+
+    def run(self) -> int:
+        from langfield.frontend.poses import estimate_poses
+
+        source = self.input
+        if self.input.is_dir():
+            source = _photo_folder(self.input, None)
+        r = estimate_poses(source, self.out, frames=self.frames, sfm=self.sfm, work_dir=self.work_dir,
+                           overwrite=self.overwrite, keep_work=self.keep_work, progress=not self.quiet)
+        _print_json({
+            "dataset": str(r.dataset), "kind": r.kind, "registered": r.registered, "total": r.total,
+            "dropped": r.dropped, "frames": r.frames, "seconds": {k: round(v, 2) for k, v in r.seconds.items()},
+            "resumed_stages": r.resumed,
+        })
         return 0
 
 
@@ -175,8 +251,17 @@ class Eval:
     """Rasterizer backend."""
     data: Optional[Path] = None
     """Dataset to evaluate against (default: the one the scene was trained on)."""
+    trajectory: Optional[Path] = None
+    """Ground-truth trajectory (TUM format: timestamp tx ty tz qx qy qz qw): print the ATE/RPE of the scene's
+    SCENE/trajectory_tum.txt (written by `langfield slam`) after SE(3) alignment instead of the image metrics."""
+    max_time_difference: float = 0.02
+    """--trajectory: largest timestamp difference of an estimated and a ground-truth pose that pair, seconds."""
+    align: Literal["se3", "sim3", "none"] = "se3"
+    """--trajectory: alignment before the ATE (sim3 for monocular estimates without metric scale)."""
 
     def run(self) -> int:
+        if self.trajectory is not None:
+            return self._trajectory()
         from langfield.eval.report import evaluate_scene
         from langfield.outputs import check_output
         from langfield.scene import EVAL_DIR
@@ -186,6 +271,19 @@ class Eval:
         with scene_writer(self.scene):  # it rewrites SCENE/eval/: one writer per scene
             report = evaluate_scene(self.scene, backend=self.backend, data=self.data)
         _print_json({k: v for k, v in report.items() if k != "views"} | {"views": report["views"]})
+        return 0
+
+    def _trajectory(self) -> int:
+        from langfield.scene import TRAJECTORY_FILE
+        from langfield.trajectory import compare_trajectories, read_tum
+
+        estimate = self.scene / TRAJECTORY_FILE
+        if not estimate.is_file():
+            raise DataError(f"{estimate}: no estimated trajectory (scenes made by `langfield slam` have one)")
+        est_t, est = read_tum(estimate)
+        gt_t, gt = read_tum(self.trajectory)
+        errors = compare_trajectories(est_t, est, gt_t, gt, max_difference=self.max_time_difference, align=self.align)
+        _print_json({"estimate": str(estimate), "ground_truth": str(self.trajectory), **errors.as_dict()})
         return 0
 
 
@@ -305,6 +403,8 @@ def _commands(reconstruct_default: Optional[Reconstruct] = None) -> Any:
                    else tyro.conf.subcommand("reconstruct", default=reconstruct_default))
     return Union[
         Annotated[Reconstruct, reconstruct],
+        Annotated[Poses, tyro.conf.subcommand("poses")],
+        Annotated[Slam, tyro.conf.subcommand("slam")],
         Annotated[Check, tyro.conf.subcommand("check")],
         Annotated[Render, tyro.conf.subcommand("render")],
         Annotated[Eval, tyro.conf.subcommand("eval")],
@@ -314,6 +414,7 @@ def _commands(reconstruct_default: Optional[Reconstruct] = None) -> Any:
         Annotated[Select, tyro.conf.subcommand("select")],
         Annotated[Weights, tyro.conf.subcommand("weights")],
         Annotated[EvalQueries, tyro.conf.subcommand("eval-queries")],
+        Annotated[Lift, tyro.conf.subcommand("lift")],
         Annotated[ViewCommand, tyro.conf.subcommand("view")],
     ]
 
@@ -389,8 +490,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         if debug:
             raise
-        print("interrupted: the latest checkpoint is kept; continue with `langfield reconstruct ... --resume`",
-              file=sys.stderr)
+        print("interrupted: what was saved is kept (a reconstruct's latest checkpoint: continue it with "
+              "`langfield reconstruct ... --resume`; a slam map's last snapshot)", file=sys.stderr)
         return 130
 
 

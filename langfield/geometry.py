@@ -64,3 +64,24 @@ def look_at(
     c2w = np.eye(4)
     c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = x, y, z, eye
     return c2w
+
+
+def skew(w: torch.Tensor) -> torch.Tensor:
+    """[..., 3] -> [..., 3, 3] cross-product matrices ``w^`` (``w^ v = w x v``)."""
+    z = torch.zeros_like(w[..., 0])
+    x, y, zz = w.unbind(-1)
+    return torch.stack([z, -zz, y, zz, z, -x, -y, x, z], dim=-1).reshape(w.shape[:-1] + (3, 3))
+
+
+def so3_exp(w: torch.Tensor) -> torch.Tensor:
+    """Rodrigues: axis-angle [..., 3] -> rotation [..., 3, 3], differentiable at 0 (series for small angles)."""
+    theta2 = (w * w).sum(-1)[..., None, None]
+    small = theta2 < 1e-6
+    # The unselected branch must stay finite (its gradient is multiplied by 0, and 0 * inf = nan).
+    theta = torch.sqrt(torch.where(small, torch.ones_like(theta2), theta2))
+    a = torch.where(small, 1.0 - theta2 / 6.0 + theta2 * theta2 / 120.0, torch.sin(theta) / theta)
+    b = torch.where(small, 0.5 - theta2 / 24.0 + theta2 * theta2 / 720.0,
+                    (1.0 - torch.cos(theta)) / torch.where(small, torch.ones_like(theta2), theta2))
+    k = skew(w)
+    eye = torch.eye(3, dtype=w.dtype, device=w.device).expand(k.shape)
+    return eye + a * k + b * (k @ k)

@@ -64,6 +64,18 @@ def staging_path(scene: PathLike) -> Path:
     return root.parent / f".{root.name}{STAGING_SUFFIX}"
 
 
+FRONTEND_SUFFIX = ".poses"
+FRONTEND_DATA = "data"
+"""Where a scene made from a video or unposed photos keeps its posed dataset: ``SCENE/data``."""
+
+
+def frontend_path(scene: PathLike) -> Path:
+    """``PARENT/.NAME.poses``: the pose front end's frames, SfM work and dataset for a scene being made from a video
+    or unposed photos (kept across a crash so that a rerun resumes it; removed once the scene is written)."""
+    root = resolve_path(scene)
+    return root.parent / f".{root.name}{FRONTEND_SUFFIX}"
+
+
 def old_path(scene: PathLike) -> Path:
     """``PARENT/.NAME.old``: the replaced scene, between the two renames of a swap."""
     root = resolve_path(scene)

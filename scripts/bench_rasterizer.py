@@ -6,7 +6,9 @@ compositing of a ``[1, N, ch]`` colour tensor) forward, and forward +
 backward (gradients w.r.t. means, quats, scales, opacities and colours),
 as the median of ``--repeats`` runs after one warm-up.  A separate section
 times projection alone: native vs reference vs gsplat's pure-torch
-``_fully_fused_projection``.
+``_fully_fused_projection``.  ``pose_gradients`` gives the cost of the camera-pose
+gradient: native forward + backward with ``viewmats.requires_grad`` vs without,
+as a ratio (320x240, 16 channels).
 
 Scenes are random Gaussians in a box in front of the camera (depth 2..8,
 x/y inside the field of view) with scales chosen so an average Gaussian
@@ -22,6 +24,7 @@ either drifts by 20-40% over minutes).  On a GPU, gsplat's CUDA
 
     python scripts/bench_rasterizer.py --quick
     python scripts/bench_rasterizer.py --skip-reference-above 50000
+    python scripts/bench_rasterizer.py --pose-only --counts 10000 50000   # cost of the pose gradient
 """
 
 from __future__ import annotations
@@ -67,12 +70,14 @@ def make_scene(n: int, width: int, height: int, ch: int, device: str, seed: int 
     return {k: v.to(device) for k, v in scene.items()}
 
 
-def pipeline(mod, s: dict, width: int, height: int, backward: bool) -> None:
+def pipeline(mod, s: dict, width: int, height: int, backward: bool, pose_grad: bool = False) -> None:
     leaves = {}
     for k in ("means", "quats", "scales", "opacities", "colors"):
         leaves[k] = s[k].detach().requires_grad_(backward)
+    # With pose_grad the backward also computes v_viewmats (camera-pose gradients).
+    viewmats = s["viewmats"].detach().requires_grad_(backward and pose_grad)
     radii, means2d, depths, conics = mod.project_gaussians(
-        leaves["means"], leaves["quats"], leaves["scales"], s["viewmats"], s["Ks"], width, height
+        leaves["means"], leaves["quats"], leaves["scales"], viewmats, s["Ks"], width, height
     )
     tw, th = (width + TILE - 1) // TILE, (height + TILE - 1) // TILE
     _, ids, flat = mod.isect_tiles(means2d, radii, depths, TILE, tw, th)
@@ -152,6 +157,29 @@ def bench_projection(n: int, width: int, height: int, repeats: int) -> dict:
     return res
 
 
+def bench_pose_gradients(counts: list[int], devices: list[str], repeats: int) -> list[dict]:
+    """Cost of the camera-pose gradient: forward + backward with vs without ``viewmats.requires_grad``.
+
+    320x240, 16 channels; ``ratio`` = with / without (median of interleaved rounds, so both see the same
+    machine load).
+    """
+    rows = []
+    for dev in devices:
+        for n in counts:
+            s = make_scene(n, 320, 240, 16, dev)
+            without, with_pose = [], []
+            for _ in range(max(repeats, 3)):
+                without.append(timeit(lambda: pipeline(native, s, 320, 240, True), 1, dev))
+                with_pose.append(timeit(lambda: pipeline(native, s, 320, 240, True, pose_grad=True), 1, dev))
+            rows.append({
+                "device": dev, "n": n, "fwdbwd_ms": statistics.median(without),
+                "fwdbwd_pose_grad_ms": statistics.median(with_pose),
+                "ratio": round(statistics.median(w / max(o, 1e-3) for w, o in zip(with_pose, without)), 3),
+            })
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="10k/50k Gaussians, 3/16 channels, 320x240 only")
@@ -170,6 +198,8 @@ def main() -> int:
                     help="CPU threads (torch.set_num_threads, which also sets the kernels' OpenMP threads); 0 = default")
     ap.add_argument("--counts", type=int, nargs="*", help="override the Gaussian counts")
     ap.add_argument("--channels", type=int, nargs="*", help="override the channel counts")
+    ap.add_argument("--pose-only", action="store_true",
+                    help="only the pose-gradient section (backward with vs without viewmat gradients)")
     args = ap.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -201,6 +231,10 @@ def main() -> int:
         "cases": [],
         "projection": [],
     }
+    report["pose_gradients"] = bench_pose_gradients(counts, devices, args.repeats)
+    if args.pose_only:
+        print(json.dumps(report, indent=2))
+        return 0
     for width, height in sizes:
         for n in counts:
             for ch in channels:

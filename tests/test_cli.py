@@ -146,7 +146,7 @@ def test_existing_output_needs_overwrite_and_overwrite_replaces(trained, tiny_da
     "args, needle",
     [
         (["reconstruct", "{missing}", "--out", "{out}"], "no such file"),
-        (["reconstruct", "{unposed}", "--out", "{out}"], "pose front end"),
+        (["reconstruct", "{unposed}", "--out", "{out}", "--quiet"], "structure from motion"),
         (["reconstruct", "{missing}", "--out", "{out}", "--resume"], "nothing to resume"),
         (["reconstruct", "{missing}", "--out", "{out}", "--downscale", "0"], "downscale"),
         (["render", "{missing}", "--out", "{out}"], "does not exist"),

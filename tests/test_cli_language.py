@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from langfield.cli import main
@@ -119,6 +120,16 @@ def test_eval_queries_report(lang_scene, capsys):
     # the latent field itself separates the labels on held-out views
     assert set(report["closed_set_accuracy"]) == {"part", "whole"}
     assert min(report["closed_set_accuracy"].values()) > 0.7
+    # both protocols, named; the 3D one per query and mean, its numbers in range
+    assert report["protocol"] == "2d-rendered" and printed["protocol"] == "2d-rendered"
+    s3 = report["selection3d"]
+    assert s3["protocol"] == printed["selection3d"]["protocol"] == "3d-selection"
+    assert s3["gated_by_contribution"]  # reconstruct records the contributions
+    assert s3["mean"]["count"] == len(s3["records"]) > 0
+    for key in ("iou_alone", "iou_occlusion", "precision"):
+        assert 0.0 <= s3["mean_of_queries"][key] <= 1.0
+    # a big, unoccluded surface: its selection is found in 3D
+    assert s3["per_query"]["floor"]["selected"] > 0 and s3["per_query"]["floor"]["iou_occlusion"] > 0.3
 
 
 def test_weights_lists_options(capsys):
@@ -230,3 +241,44 @@ def test_default_language_stage_is_skipped_with_one_warning_without_weights(synt
     assert "language stage skipped" not in capsys.readouterr().out
     assert "language" not in json.loads((out / "config.json").read_text())
     assert not (out / "features_cache").exists()
+
+
+def test_lift_replaces_latents_and_records_contributions(lang_scene, tmp_path, capsys):
+    import shutil
+
+    from langfield.cli_language import Lift, run_lift
+    from langfield.query import LanguageField
+    from langfield.scene import load_scene, read_manifest, verify_scene
+
+    scene = tmp_path / "lifted"
+    shutil.copytree(lang_scene, scene)
+    before = load_scene(scene).params["latents"].clone()
+    out = run_lift(Lift(scene=scene, backend="cpu", quiet=True))
+    assert out["lift_views"] > 0 and out["lift_seconds"] >= 0
+    cfg = json.loads((scene / "config.json").read_text())
+    assert cfg["language_config"]["schedule"] == "lift" and cfg["language"]["contribution_file"] == "codec/contribution.pt"
+    assert "codec/contribution.pt" in read_manifest(scene) and verify_scene(scene)
+    after = load_scene(scene).params["latents"]
+    assert after.shape == before.shape and not torch.equal(after, before)
+    # the lifted field answers a query in 3D: "floor" selects Gaussians near the floor plane (lowest region)
+    field = LanguageField.load(scene, backend="cpu")
+    res = field.select("floor")
+    assert res.mask.sum() > 0
+    # contributions only: the latents stay as they are
+    plain = tmp_path / "plain"
+    shutil.copytree(lang_scene, plain)
+    (plain / "codec" / "contribution.pt").unlink()
+    run_lift(Lift(scene=plain, backend="cpu", contribution_only=True))
+    assert torch.equal(load_scene(plain).params["latents"], before) and verify_scene(plain)
+    assert (plain / "codec" / "contribution.pt").is_file()
+
+
+def test_reconstruct_lift_schedule_writes_a_lifted_field(synthetic_dataset, tmp_path):
+    out = tmp_path / "lift"
+    rc = main(["reconstruct", str(synthetic_dataset), "--out", str(out), "--iterations", "40", "--backend", "cpu",
+               "--features", "labels", "--clip", TINY, "--language-schedule", "lift", "--codec-steps", "200",
+               "--checkpoint-every", "0", "--quiet"])
+    assert rc == 0
+    lang = json.loads((out / "config.json").read_text())["language"]
+    assert lang["schedule"] == "lift" and lang["lift_views"] > 0 and "latent_iterations" not in lang
+    assert 0 <= lang["never_seen_share"] < 1 and (out / lang["contribution_file"]).is_file()

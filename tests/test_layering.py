@@ -31,8 +31,8 @@ SOURCE_ROOTS = {ROOT / "langfield": "langfield", ROOT / "viewer": "langfield.vie
 # viewer must not reach into the CLI's commands).
 LAYERS: list[tuple[str, ...]] = [
     # typed values and errors, atomic writes, file integrity, the inputs-are-read-only check,
-    # quaternions / look-at poses / SH constants
-    ("types", "io", "integrity", "outputs", "geometry"),
+    # quaternions / look-at poses / SH constants, trajectory files and metrics
+    ("types", "io", "integrity", "outputs", "geometry", "trajectory"),
     ("sources", "synthetic"),  # dataset readers; the procedural dataset writer
     ("gaussians",),  # parameters, init, PLY, densification strategies
     ("render",),  # rasterizer backends and the one render entry point
@@ -40,7 +40,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("scene", "scene_lock", "scene_config"),  # scene directories, one writer per scene, config.json typed
     ("train", "frontend", "query", "eval"),  # writers of scenes | readers of scenes
     ("viewer",),  # the web viewer
-    ("cli", "cli_language", "cli_render", "__main__"),  # the `langfield` command
+    ("cli", "cli_language", "cli_render", "cli_slam", "__main__"),  # the `langfield` command
 ]
 # Pairs of package groups of one layer that must not import each other in either direction.
 INDEPENDENT: list[tuple[frozenset[str], frozenset[str]]] = [

@@ -25,11 +25,11 @@ class ViewCommand:
     host: str = DEFAULT_HOST
     """Interface to bind (default localhost only; 0.0.0.0 exposes the scene to the network)."""
     port: int = DEFAULT_PORT
-    """TCP port (the next free one is used when it is taken)."""
+    """TCP port; 0 = any free port (a port in use is an error, exit code 2)."""
     backend: Backend = "auto"
     """Rasterizer backend."""
     max_size: int = 512
-    """Long side in pixels of the rendered frame once the camera stops moving."""
+    """Initial long side in pixels of the frame once the camera stops (the browser's resolution control changes it)."""
 
     def run(self) -> int:
         try:

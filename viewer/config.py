@@ -17,15 +17,14 @@ class ViewerConfig:
     host: str = DEFAULT_HOST
     """Interface to bind; localhost by default so the scene is not exposed on the network."""
     port: int = DEFAULT_PORT
-    """TCP port (0 = any free port; viser moves to the next free port when this one is taken)."""
+    """TCP port; 0 = any free port. A port that is taken is an error (nothing moves silently elsewhere)."""
     max_size: int = 512
-    """Long side, in pixels, of the render once the camera stops (capped by the browser canvas)."""
+    """Initial long side, in pixels, of the render once the camera stops (capped by the browser canvas;
+    each tab can change it with its resolution control)."""
     preview_size: int = 192
     """Long side while the camera moves, so dragging stays responsive."""
     settle_s: float = 0.25
     """Seconds without camera motion after which the full-size frame is rendered."""
-    typing_pause_s: float = 0.4
-    """Seconds a text box (query, negatives) must stay unchanged before it re-renders."""
     jpeg_quality: int = 90
     """JPEG quality of the frames sent to the browser."""
     export_dir: Optional[Path] = None

@@ -10,6 +10,7 @@ how those channels become colour. The query logic is ``langfield.query``'s
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Optional
@@ -28,6 +29,12 @@ if TYPE_CHECKING:
 Mode = Literal["rgb", "depth", "features", "relevancy"]
 MODES: tuple[str, ...] = ("rgb", "depth", "features", "relevancy")
 LANGUAGE_MODES: tuple[str, ...] = ("features", "relevancy")
+DEFAULT_METHOD = "splat-sims"
+"""Relevancy method of the viewer (``langfield.query.field.RELEVANCY_METHODS``): per-Gaussian cosines
+composited in the RGB pass -- about one RGB frame, and no border outlines (``scripts/bench_viewer.py``)."""
+FRAME_CACHE_SIZE = 6
+"""Rendered frames kept per core (camera + what was rendered), so a level or mode switch that needs
+no new channels re-uses the last pass instead of rendering again."""
 
 
 @dataclass
@@ -43,6 +50,8 @@ class RenderRequest:
     level: Optional[int] = None
     """Feature level (0 = finest); None = per view the level with the highest smoothed maximum
     (relevancy) or all levels concatenated (features)."""
+    method: str = DEFAULT_METHOD
+    """How relevancy is computed (``pixel`` = decode every pixel's latents, the old path; ``splat-*``)."""
 
 
 @dataclass
@@ -91,6 +100,8 @@ class RenderCore:
             self.language_note = ("this scene has no language field: features and relevancy are disabled "
                                   "(reconstruct with --features labels|sam-clip|dense)")
         self._pca: dict[Optional[int], PcaBasis] = {}
+        self._frames: OrderedDict[tuple, object] = OrderedDict()
+        self.passes = 0  # rasterizer passes made (tests check that a level switch makes none)
         self._pca_version = self.field.version
         # One lock for everything touching the scene's tensors, codec and text cache (render threads of
         # several browsers, 3D selection): held by ``render`` and by ``Selector``.
@@ -120,6 +131,29 @@ class RenderCore:
     def level_names(self) -> list[str]:
         """Names of the feature levels (finest first); empty without language."""
         return [] if self.language is None else list(self.language.level_names)
+
+    def warm_up(self) -> None:
+        """Decode the Gaussians' language features now (a viewer starts this in a thread at launch).
+
+        The first query would otherwise pay for it. It runs without ``lock`` so RGB frames are not held
+        up: the decode only reads the Gaussians and the codec, and a relevancy frame racing it at worst
+        decodes a second, identical copy.
+        """
+        if self.language is not None:
+            self.language.decode_gaussians()
+
+    def label_names(self) -> list[str]:
+        """The texts of the scene's dataset labels (part and whole names), [] when it has none or is gone."""
+        from langfield.sources import load_capture
+
+        data = self.scene.settings.data
+        if not data:
+            return []
+        try:
+            labels = load_capture(Path(data)).labels or {}
+        except (LangfieldError, OSError):  # the dataset moved or was deleted: the viewer does not need it
+            return []
+        return sorted({t for lab in labels.values() for t in (lab.part, lab.whole)})
 
     def initial_camera(self) -> ViewerCamera:
         """The scene's first training camera (any camera if none is marked train)."""
@@ -180,14 +214,27 @@ class RenderCore:
         query = request.query.strip()
         what = ("rgb", "depth", "alpha")
         with self.lock:
-            # one rasterizer pass per frame: the relevancy call renders rgb/depth/alpha with the latents
+            # one rasterizer pass per frame: the relevancy call renders rgb/depth/alpha with its channels
             rel = None
             if request.mode == "relevancy" and ls is not None and query:
-                rel = ls.relevancy(camera, [query], negatives=request.negatives, level=request.level, what=what)
+                # every level's maps come from one pass: a level switch only re-picks (``at_level``)
+                key = self._key(camera, "relevancy", query, tuple(request.negatives), request.method)
+                cached = self._recall(key)
+                if cached is None:
+                    cached = ls.relevancy(camera, [query], negatives=request.negatives or None, level="auto",
+                                          what=what, method=request.method)  # type: ignore[arg-type]
+                    self._remember(key, cached)
+                # the cached pass holds the auto choice: only a fixed level is re-picked (the auto pick's box
+                # filter is the costliest step after the rasterizer)
+                rel = cached if request.level is None else cached.at_level(request.level)  # type: ignore[attr-defined]
                 frame = rel.frame
             else:
                 want_latents = request.mode == "features" and ls is not None
-                frame = self.field.render(camera, what=what + (("latents",) if want_latents else ()))
+                key = self._key(camera, "latents" if want_latents else "plain")
+                frame = self._recall(key)  # type: ignore[assignment]
+                if frame is None:
+                    frame = self.field.render(camera, what=what + (("latents",) if want_latents else ()))
+                    self._remember(key, frame)
             assert frame.rgb is not None and frame.alpha is not None and frame.depth is not None
             rgb, alpha, depth = frame.rgb, frame.alpha, frame.depth
             result = RenderResult(image=to_uint8(rgb), depth=depth.float().cpu().numpy())
@@ -206,6 +253,23 @@ class RenderCore:
                 else:
                     self._relevancy(rel, rgb, result)
         return result
+
+    def _key(self, camera: ViewerCamera, *rest: object) -> tuple:
+        """Cache key of a pass: the exact camera, what it rendered and the Gaussians' version."""
+        return (np.asarray(camera.c2w).tobytes(), np.asarray(camera.K).tobytes(), camera.width, camera.height,
+                self.field.version, *rest)
+
+    def _recall(self, key: tuple) -> Optional[object]:
+        value = self._frames.get(key)
+        if value is not None:
+            self._frames.move_to_end(key)
+        return value
+
+    def _remember(self, key: tuple, value: object) -> None:
+        self.passes += 1
+        self._frames[key] = value
+        while len(self._frames) > FRAME_CACHE_SIZE:
+            self._frames.popitem(last=False)
 
     @staticmethod
     def _relevancy(rel: "FieldRelevancy", rgb: torch.Tensor, result: RenderResult) -> None:

@@ -16,10 +16,12 @@ void project_fwd(int C, int N, const float* means, const float* quats, const flo
                  const float* Ks, int width, int height, float near_plane, float far_plane, float eps2d,
                  int32_t* radii, float* means2d, float* depths, float* conics);
 
-// Gradients are written (not accumulated) into v_means[N,3], v_quats[N,4], v_scales[N,3].
+// Gradients are written (not accumulated) into v_means[N,3], v_quats[N,4], v_scales[N,3] and, when
+// v_viewmats is not null, v_viewmats[C,4,4] (bottom rows 0); null skips the pose gradient entirely.
 void project_bwd(int C, int N, const float* means, const float* quats, const float* scales, const float* viewmats,
                  const float* Ks, int width, int height, float eps2d, const int32_t* radii, const float* v_means2d,
-                 const float* v_depths, const float* v_conics, float* v_means, float* v_quats, float* v_scales);
+                 const float* v_depths, const float* v_conics, float* v_means, float* v_quats, float* v_scales,
+                 float* v_viewmats /* nullable */);
 
 // B directions, K coefficients per direction.
 void sh_fwd(int64_t B, int K, int degree, const float* dirs, const float* coeffs, float* out);

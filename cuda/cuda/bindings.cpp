@@ -44,17 +44,20 @@ std::vector<Tensor> project_fwd(Tensor means, Tensor quats, Tensor scales, Tenso
 
 std::vector<Tensor> project_bwd(Tensor means, Tensor quats, Tensor scales, Tensor viewmats, Tensor Ks, int64_t width,
                                 int64_t height, double eps2d, Tensor radii, Tensor v_means2d, Tensor v_depths,
-                                Tensor v_conics) {
+                                Tensor v_conics, bool need_v_viewmats) {
     check(means, "means"); check(radii, "radii", torch::kInt32); check(v_means2d, "v_means2d");
     check(v_depths, "v_depths"); check(v_conics, "v_conics");
     const c10::cuda::CUDAGuard guard(means.device());
     const int64_t N = means.size(0), C = viewmats.size(0);
     Tensor v_means = torch::empty_like(means), v_quats = torch::empty_like(quats), v_scales = torch::empty_like(scales);
+    // Accumulated with atomics; an empty tensor (null pointer) skips the pose gradient.
+    Tensor v_viewmats = need_v_viewmats ? torch::zeros({C, 4, 4}, means.options()) : torch::empty({0}, means.options());
     lf_cuda::project_bwd((int)C, (int)N, ptr<float>(means), ptr<float>(quats), ptr<float>(scales),
                          ptr<float>(viewmats), ptr<float>(Ks), (int)width, (int)height, (float)eps2d,
                          ptr<int32_t>(radii), ptr<float>(v_means2d), ptr<float>(v_depths), ptr<float>(v_conics),
-                         ptr<float>(v_means), ptr<float>(v_quats), ptr<float>(v_scales), stream());
-    return {v_means, v_quats, v_scales};
+                         ptr<float>(v_means), ptr<float>(v_quats), ptr<float>(v_scales), ptr<float>(v_viewmats),
+                         stream());
+    return {v_means, v_quats, v_scales, v_viewmats};
 }
 
 Tensor sh_fwd(int64_t degree, Tensor dirs, Tensor coeffs) {

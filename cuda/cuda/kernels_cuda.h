@@ -26,6 +26,7 @@ void project_fwd(int C, int N, const float* means, const float* quats, const flo
 void project_bwd(int C, int N, const float* means, const float* quats, const float* scales, const float* viewmats,
                  const float* Ks, int width, int height, float eps2d, const int32_t* radii, const float* v_means2d,
                  const float* v_depths, const float* v_conics, float* v_means, float* v_quats, float* v_scales,
+                 float* v_viewmats /* nullable; [C,4,4] zeroed by the caller, accumulated with atomics */,
                  cudaStream_t stream);
 
 void sh_fwd(int64_t B, int K, int degree, const float* dirs, const float* coeffs, float* out, cudaStream_t stream);

@@ -28,22 +28,48 @@ __global__ void project_fwd_kernel(int C, int N, const float* means, const float
     conics[3 * i + 2] = o.C;
 }
 
-// One thread per Gaussian, cameras in a loop: no atomics needed.
+// One thread per Gaussian, cameras in a loop: no atomics needed for the
+// per-Gaussian gradients.  The pose gradient (v_viewmats != nullptr) sums over
+// Gaussians: per camera a warp reduction, then one atomicAdd per warp and
+// entry.  Threads past N therefore do not return early: every warp reaches
+// the full-mask shuffles with all 32 lanes (blocks are whole warps).
 __global__ void project_bwd_kernel(int C, int N, const float* means, const float* quats, const float* scales,
                                    const float* viewmats, const float* Ks, int width, int height, float eps2d,
                                    const int32_t* radii, const float* v_means2d, const float* v_depths,
-                                   const float* v_conics, float* v_means, float* v_quats, float* v_scales) {
+                                   const float* v_conics, float* v_means, float* v_quats, float* v_scales,
+                                   float* v_viewmats) {
     const int g = blockIdx.x * blockDim.x + threadIdx.x;
-    if (g >= N) return;
+    const bool active = g < N;
+    if (!active && !v_viewmats) return;
     float vm[3] = {0.f, 0.f, 0.f}, vq[4] = {0.f, 0.f, 0.f, 0.f}, vs[3] = {0.f, 0.f, 0.f};
     for (int c = 0; c < C; ++c) {
         const int64_t i = (int64_t)c * N + g;
-        if (radii[i] <= 0) continue;
-        lf::Camera cam = lf::make_camera(viewmats + 16 * c, Ks + 9 * c, width, height);
-        lf::project_one_vjp(cam, means + 3 * g, quats + 4 * g, scales + 3 * g, eps2d, v_means2d[2 * i],
-                            v_means2d[2 * i + 1], v_depths[i], v_conics[3 * i], v_conics[3 * i + 1],
-                            v_conics[3 * i + 2], vm, vq, vs);
+        float vv[16];
+        for (int k = 0; k < 16; ++k) vv[k] = 0.f;
+        if (active && radii[i] > 0) {
+            lf::Camera cam = lf::make_camera(viewmats + 16 * c, Ks + 9 * c, width, height);
+            if (v_viewmats)
+                lf::project_one_vjp_pose(cam, means + 3 * g, quats + 4 * g, scales + 3 * g, eps2d, v_means2d[2 * i],
+                                         v_means2d[2 * i + 1], v_depths[i], v_conics[3 * i], v_conics[3 * i + 1],
+                                         v_conics[3 * i + 2], vm, vq, vs, vv);
+            else
+                lf::project_one_vjp(cam, means + 3 * g, quats + 4 * g, scales + 3 * g, eps2d, v_means2d[2 * i],
+                                    v_means2d[2 * i + 1], v_depths[i], v_conics[3 * i], v_conics[3 * i + 1],
+                                    v_conics[3 * i + 2], vm, vq, vs);
+        }
+        if (v_viewmats) {
+            // Rows 0..2 only: the bottom row of a viewmat gets no gradient.
+            for (int k = 0; k < 12; ++k) {
+                float x = vv[k];
+                for (int off = 16; off > 0; off >>= 1) x += __shfl_down_sync(0xffffffffu, x, off);
+                vv[k] = x;
+            }
+            if ((threadIdx.x & 31) == 0)
+                for (int k = 0; k < 12; ++k)
+                    if (vv[k] != 0.f) atomicAdd(v_viewmats + 16 * c + k, vv[k]);
+        }
     }
+    if (!active) return;
     for (int j = 0; j < 3; ++j) v_means[3 * g + j] = vm[j];
     for (int j = 0; j < 4; ++j) v_quats[4 * g + j] = vq[j];
     for (int j = 0; j < 3; ++j) v_scales[3 * g + j] = vs[j];
@@ -82,11 +108,12 @@ void project_fwd(int C, int N, const float* means, const float* quats, const flo
 void project_bwd(int C, int N, const float* means, const float* quats, const float* scales, const float* viewmats,
                  const float* Ks, int width, int height, float eps2d, const int32_t* radii, const float* v_means2d,
                  const float* v_depths, const float* v_conics, float* v_means, float* v_quats, float* v_scales,
-                 cudaStream_t stream) {
+                 float* v_viewmats, cudaStream_t stream) {
     if (N == 0) return;
     LF_LAUNCH(project_bwd_kernel, blocks_for(N), kThreads, 0, stream)(C, N, means, quats, scales, viewmats, Ks, width,
                                                                       height, eps2d, radii, v_means2d, v_depths,
-                                                                      v_conics, v_means, v_quats, v_scales);
+                                                                      v_conics, v_means, v_quats, v_scales,
+                                                                      v_viewmats);
 }
 
 void sh_fwd(int64_t B, int K, int degree, const float* dirs, const float* coeffs, float* out, cudaStream_t stream) {

@@ -35,7 +35,7 @@ void guarded(F&& f) {
 
 extern "C" {
 
-int lf_abi_version() { return 2; }
+int lf_abi_version() { return 3; }  // 3: lf_project_bwd takes v_viewmats
 
 int lf_num_threads() { return 1; }
 
@@ -56,10 +56,13 @@ void lf_project_fwd(int C, int N, const float* means, const float* quats, const 
 
 void lf_project_bwd(int C, int N, const float* means, const float* quats, const float* scales, const float* viewmats,
                     const float* Ks, int width, int height, float eps2d, const int32_t* radii, const float* v_means2d,
-                    const float* v_depths, const float* v_conics, float* v_means, float* v_quats, float* v_scales) {
+                    const float* v_depths, const float* v_conics, float* v_means, float* v_quats, float* v_scales,
+                    float* v_viewmats) {
     guarded([&] {
+        // The kernel accumulates the pose gradient with atomics (bindings.cpp zeroes it too).
+        if (v_viewmats) std::memset(v_viewmats, 0, sizeof(float) * 16 * C);
         lf_cuda::project_bwd(C, N, means, quats, scales, viewmats, Ks, width, height, eps2d, radii, v_means2d,
-                             v_depths, v_conics, v_means, v_quats, v_scales, nullptr);
+                             v_depths, v_conics, v_means, v_quats, v_scales, v_viewmats, nullptr);
     });
 }
 

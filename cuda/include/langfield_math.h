@@ -182,10 +182,18 @@ LF_HD ProjOut project_one(const Camera& cam, const float* mean, const float* qua
 }
 
 // VJP of project_one for a Gaussian that was not culled.  Adds into v_mean,
-// v_quat, v_scale.  (Viewmats and intrinsics get no gradient.)
-LF_HD void project_one_vjp(const Camera& cam, const float* mean, const float* quat, const float* scale, float eps2d,
-                           float v_mx, float v_my, float v_depth, float v_A, float v_B, float v_C, float* v_mean,
-                           float* v_quat, float* v_scale) {
+// v_quat, v_scale and, with kPose, into the world->camera pose v_view[16]
+// (viewmat layout, row-major 4x4; the bottom row stays untouched: projection
+// does not read it).  Intrinsics get no gradient.  A template rather than a
+// runtime flag: the pose terms share W Sigma with the covariance, and when
+// both are in one function the compiler fuses (FMA-contracts) the covariance
+// differently, which changed the last bits of every gradient and so the
+// fixed-seed training results (densification ranks by gradient).  The
+// kPose = false instantiation is the code as it was before pose gradients.
+template <bool kPose>
+LF_HD void project_one_vjp_impl(const Camera& cam, const float* mean, const float* quat, const float* scale,
+                                float eps2d, float v_mx, float v_my, float v_depth, float v_A, float v_B, float v_C,
+                                float* v_mean, float* v_quat, float* v_scale, float* v_view) {
     const Mat3& W = cam.R;
     float tx = W.m[0][0] * mean[0] + W.m[0][1] * mean[1] + W.m[0][2] * mean[2] + cam.T.x;
     float ty = W.m[1][0] * mean[0] + W.m[1][1] * mean[1] + W.m[1][2] * mean[2] + cam.T.y;
@@ -261,6 +269,19 @@ LF_HD void project_one_vjp(const Camera& cam, const float* mean, const float* qu
     if (clamp_y) v_t[2] += v_cyz * (cyz * rz); else v_t[1] += v_cyz;
     // t = W mean + T
     for (int j = 0; j < 3; ++j) v_mean[j] += W.m[0][j] * v_t[0] + W.m[1][j] * v_t[1] + W.m[2][j] * v_t[2];
+    if constexpr (kPose) {
+        // t = W mean + T: v_W += v_t mean^T, v_T += v_t.
+        // covc = W Sigma W^T: v_W += (v_covc + v_covc^T) W Sigma (Sigma symmetric).
+        Mat3 WS = matmul(W, Sigma);
+        for (int i = 0; i < 3; ++i) {
+            for (int j = 0; j < 3; ++j) {
+                float s = 0.f;
+                for (int k = 0; k < 3; ++k) s += (v_covc.m[i][k] + v_covc.m[k][i]) * WS.m[k][j];
+                v_view[i * 4 + j] += v_t[i] * mean[j] + s;
+            }
+            v_view[i * 4 + 3] += v_t[i];
+        }
+    }
     // covc = W Sigma W^T -> v_Sigma = W^T v_covc W
     Mat3 v_Sigma = matmul(matmul(transpose(W), v_covc), W);
     // Sigma = M M^T -> v_M = (v_Sigma + v_Sigma^T) M
@@ -277,6 +298,21 @@ LF_HD void project_one_vjp(const Camera& cam, const float* mean, const float* qu
         for (int j = 0; j < 3; ++j) v_Rq.m[i][j] = v_M.m[i][j] * scale[j];
     for (int j = 0; j < 3; ++j) v_scale[j] += Rq.m[0][j] * v_M.m[0][j] + Rq.m[1][j] * v_M.m[1][j] + Rq.m[2][j] * v_M.m[2][j];
     quat_to_rotmat_vjp(quat, v_Rq, v_quat);
+}
+
+LF_HD void project_one_vjp(const Camera& cam, const float* mean, const float* quat, const float* scale, float eps2d,
+                           float v_mx, float v_my, float v_depth, float v_A, float v_B, float v_C, float* v_mean,
+                           float* v_quat, float* v_scale) {
+    project_one_vjp_impl<false>(cam, mean, quat, scale, eps2d, v_mx, v_my, v_depth, v_A, v_B, v_C, v_mean, v_quat,
+                                v_scale, nullptr);
+}
+
+// project_one_vjp plus the pose gradient, added into v_view[16].
+LF_HD void project_one_vjp_pose(const Camera& cam, const float* mean, const float* quat, const float* scale,
+                                float eps2d, float v_mx, float v_my, float v_depth, float v_A, float v_B, float v_C,
+                                float* v_mean, float* v_quat, float* v_scale, float* v_view) {
+    project_one_vjp_impl<true>(cam, mean, quat, scale, eps2d, v_mx, v_my, v_depth, v_A, v_B, v_C, v_mean, v_quat,
+                               v_scale, v_view);
 }
 
 // ---------------------------------------------------------------------------

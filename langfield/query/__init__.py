@@ -16,8 +16,10 @@ from langfield.query.masks import (
     save_mask_png,
     turbo_colormap,
 )
-from langfield.query.field import CHANNELS, FieldRelevancy, FieldRender, LanguageField, SceneField
-from langfield.query.query2d import Query2DResult, level_relevancy, pick_levels, query_views
+from langfield.query.field import CHANNELS, RELEVANCY_METHODS, FieldRelevancy, FieldRender, LanguageField, SceneField
+from langfield.query.query2d import (
+    Query2DResult, composited_relevancy, level_relevancy, pick_levels, query_views, splat_channels,
+)
 from langfield.query.relevancy import (
     DEFAULT_NEGATIVES,
     QueryConfig,
@@ -37,6 +39,9 @@ from langfield.query.select3d import (
 
 __all__ = [
     "CHANNELS",
+    "RELEVANCY_METHODS",
+    "composited_relevancy",
+    "splat_channels",
     "DEFAULT_NEGATIVES",
     "FieldRelevancy",
     "FieldRender",

@@ -20,7 +20,8 @@ around every call (the viewer's ``RenderCore.lock``).
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Optional, Protocol, Sequence, Union
 
@@ -29,7 +30,7 @@ import torch
 from langfield.codec import LanguageCodec, split_levels
 from langfield.gaussians.params import ActivatedGaussians, activate, sh_degree_of
 from langfield.query.masks import relevancy_mask
-from langfield.query.query2d import level_relevancy, pick_levels
+from langfield.query.query2d import SPLAT_KINDS, composited_relevancy, level_relevancy, pick_levels, splat_channels
 from langfield.query.relevancy import DEFAULT_NEGATIVES, QueryConfig, TextEmbeddingCache
 from langfield.query.rules import check_texts, query_config
 from langfield.query.select3d import GaussianRelevancy, Query3DResult, SelectionConfig
@@ -48,6 +49,16 @@ Channel = Literal["latents", "rgb", "depth", "alpha"]
 CHANNELS: tuple[Channel, ...] = ("latents", "rgb", "depth", "alpha")
 Level = Union[int, Literal["auto"], None]
 """A feature level (0 = finest), or ``"auto"`` / None for LangSplat's per-query choice."""
+RelevancyMethod = Literal["pixel", "splat-sims", "splat-relevancy"]
+RELEVANCY_METHODS: tuple[str, ...] = ("pixel", *SPLAT_KINDS)
+"""How a view's relevancy is computed. ``pixel``: render the latents and decode every pixel through
+the codec (LangSplat's rule; latents blended across a border decode to features of neither side).
+``splat-sims``: decode every Gaussian once per scene, per query score each Gaussian against the query
+and its negatives (one small matmul), composite those cosines in the RGB pass and take LERF's softmax
+per pixel. ``splat-relevancy``: composite each Gaussian's LERF relevancy instead.
+(``scripts/bench_viewer.py`` compares them for speed and ``eval-queries`` quality.)"""
+SPLAT_CACHE_SIZE = 8
+"""Queries whose per-Gaussian channels a field keeps (text + negatives + method)."""
 
 
 class HasView(Protocol):
@@ -78,6 +89,8 @@ class FieldRender:
     """[H, W, L*D] rendered latents, levels side by side as the Gaussians store them."""
     latents: Optional[torch.Tensor] = None
     """[L, H, W, D] the same latents per level (``codec.split_levels``)."""
+    extra: Optional[torch.Tensor] = None
+    """[H, W, C] per-Gaussian channels composited in the same pass (e.g. query scores), if any were given."""
 
     def level_features(self, level: Optional[int], latent_dim: int) -> torch.Tensor:
         """[H, W, D] latents of one level, or [H, W, L*D] of all levels for None."""
@@ -101,11 +114,21 @@ class FieldRelevancy:
     config: QueryConfig
     """The query settings used (LangSplat's windows scaled to this render's size)."""
     frame: FieldRender
-    """The render the relevancy was computed from (latents, plus whatever else was asked for)."""
+    """The render the relevancy was computed from (latents or score channels, plus whatever else was asked for)."""
+    method: str = "pixel"
+    """How the maps were computed (one of ``RELEVANCY_METHODS``)."""
 
     def masks(self) -> torch.Tensor:
         """[Q, H, W] bool masks by LangSplat's rule (``masks.relevancy_mask``)."""
         return relevancy_mask(self.relevancy, self.config)
+
+    def at_level(self, level: Optional[int]) -> "FieldRelevancy":
+        """The same maps with another level (None = auto): no render, no decode (a level switch)."""
+        if level is not None and not 0 <= level < self.maps.shape[0]:
+            raise LangfieldError(f"level {level} out of range: the scene has {self.maps.shape[0]} levels")
+        config = replace(self.config, level=level)
+        levels, chosen = pick_levels(self.maps, config)
+        return replace(self, levels=levels, relevancy=chosen, config=config)
 
 
 def _view_of(camera: Camera, device: torch.device) -> View:
@@ -226,8 +249,12 @@ class SceneField:
         return None
 
     @torch.no_grad()
-    def render(self, camera: Camera, what: Sequence[Channel] = ("rgb",)) -> FieldRender:
-        """Render ``what`` (any of latents, rgb, depth, alpha) of one camera in ONE rasterizer pass."""
+    def render(self, camera: Camera, what: Sequence[Channel] = ("rgb",),
+               extra: Optional[torch.Tensor] = None) -> FieldRender:
+        """Render ``what`` (any of latents, rgb, depth, alpha) of one camera in ONE rasterizer pass.
+
+        ``extra`` [N, C]: per-Gaussian channels composited in the same pass (``FieldRender.extra``).
+        """
         from langfield.render import render
 
         want = _check_what(what)
@@ -237,13 +264,21 @@ class SceneField:
         view = _view_of(camera, self.device)
         g = self._gaussians
         n = g.means.shape[0]
+        if extra is not None and (extra.ndim != 2 or extra.shape[0] != n):
+            raise LangfieldError(f"extra channels must be [N={n}, C], got {tuple(extra.shape)}")
         # Without rgb the colours are constant zeros, so no SH is evaluated (the latents do not depend on it).
         colour = {"sh_coeffs": g.sh} if "rgb" in want else {"colors": g.means.new_zeros(n, 3)}
+        stacked = [t for t in (g.latents if "latents" in want else None, extra) if t is not None]
+        features = None if not stacked else stacked[0] if len(stacked) == 1 else torch.cat(
+            [t.to(torch.float32) for t in stacked], dim=1)
         out = render(g.means, g.quats, g.scales, g.opacities, view.viewmat.to(self.device)[None],
                      view.K.to(self.device)[None], int(view.width), int(view.height), **colour,
                      backgrounds=self.background[None], render_depth="depth" in want,
-                     features=g.latents if "latents" in want else None, backend=self.backend)
+                     features=features, backend=self.backend)
         frame = FieldRender(width=int(view.width), height=int(view.height))
+        if extra is not None:
+            assert out.features is not None
+            frame.extra = out.features[0, ..., out.features.shape[-1] - extra.shape[1]:]
         if "rgb" in want:
             frame.rgb = out.rgb[0].clamp(0, 1)
         if "alpha" in want:
@@ -253,7 +288,7 @@ class SceneField:
             frame.depth = out.depth[0, ..., 0]
         if "latents" in want:
             assert out.features is not None and d is not None
-            frame.features = out.features[0]
+            frame.features = out.features[0, ..., : g.latents.shape[1]] if extra is not None else out.features[0]
             frame.latents = split_levels(frame.features, d).permute(2, 0, 1, 3).contiguous()  # [L, H, W, D]
         return frame
 
@@ -318,6 +353,7 @@ class LanguageField(SceneField):
         if len(self.level_names) != self.num_levels:
             raise DataError(f"{root}/config.json: {len(self.level_names)} level names for {self.num_levels} levels")
         self._decoded: Optional[GaussianRelevancy] = None
+        self._splat: OrderedDict[tuple, torch.Tensor] = OrderedDict()  # per-query Gaussian channels
         super().__init__(scene, device=device, backend=backend)  # validates the latent width (_check_params)
         codec, _ = load_scene_codec(root, str(self.meta.get("codec_dir", CODEC_DIR)), device=str(self.device))
         if codec.config.latent_dim != self.latent_dim:
@@ -356,6 +392,7 @@ class LanguageField(SceneField):
     def _set_params(self, params: torch.nn.ParameterDict) -> None:
         super()._set_params(params)
         self._decoded = None
+        self._splat = OrderedDict()
 
     def _latent_width(self) -> Optional[int]:
         return self.latent_dim
@@ -390,35 +427,76 @@ class LanguageField(SceneField):
         level: Level = "auto",
         smoothing_kernel: Optional[int] = None,
         what: Sequence[Channel] = (),
+        method: RelevancyMethod = "pixel",
     ) -> FieldRelevancy:
         """LERF relevancy of ``texts`` in one view: per-level maps -> level choice -> the chosen maps.
 
         ``negatives`` None: the canonical ones; ``smoothing_kernel`` None: LangSplat's 30 px
         box scaled to the render (``rules.query_config``). ``what`` adds channels to the same
-        rasterizer pass (e.g. rgb for an overlay); the latents are always rendered.
+        rasterizer pass (e.g. rgb for an overlay); ``pixel`` always renders the latents, the
+        ``splat-*`` methods render the query's per-Gaussian channels (and alpha) instead
+        (see ``RELEVANCY_METHODS``). Every level's maps are computed, so ``at_level`` switches for free.
         """
         check_texts(texts)
+        if method not in RELEVANCY_METHODS:
+            raise LangfieldError(f"unknown relevancy method {method!r} (one of {', '.join(RELEVANCY_METHODS)})")
         fixed = self.check_level(level)
-        frame = self.render(camera, what=("latents", *what))
-        assert frame.latents is not None
-        config = query_config(frame.height, frame.width, negatives=negatives, level=fixed,
+        view = _view_of(camera, self.device)
+        config = query_config(int(view.height), int(view.width), negatives=negatives, level=fixed,
                               smoothing_kernel=smoothing_kernel)
         # texts and negatives are embedded in separate calls, as they always were (a new text is
         # encoded in the same batch, so its embedding and the cache file do not change)
         pos = self.embed(list(texts))
         neg = self.embed(list(config.negatives))
-        maps = level_relevancy(frame.latents, pos, neg, config, similarity=self.codec.similarity)
+        if method == "pixel":
+            frame = self.render(view, what=("latents", *what))
+            assert frame.latents is not None
+            maps = level_relevancy(frame.latents, pos, neg, config, similarity=self.codec.similarity)
+        else:
+            channels = self.splat_channels(tuple(texts), config.negatives, method, config.temperature, pos, neg)
+            frame = self.render(view, what=("alpha", *what), extra=channels)
+            assert frame.extra is not None and frame.alpha is not None
+            maps = composited_relevancy(frame.extra, frame.alpha, self.num_levels, len(texts), method,
+                                        config.temperature)
         levels, chosen = pick_levels(maps, config)
         return FieldRelevancy(texts=tuple(texts), maps=maps, levels=levels, relevancy=chosen, config=config,
-                              frame=frame)
+                              frame=frame, method=method)
+
+    def splat_channels(self, texts: tuple[str, ...], negatives: tuple[str, ...], method: str, temperature: float,
+                       pos: Optional[torch.Tensor] = None, neg: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """[N, L*C] per-Gaussian query channels of a ``splat-*`` method (``query2d.splat_channels``), cached.
+
+        The Gaussians are decoded once per :meth:`update` (``decode_gaussians``, shared with 3D
+        selection); a query costs one [N, E] x [E, Q + M] matmul per level, then only its render.
+        """
+        key = (texts, tuple(negatives), method, float(temperature))
+        hit = self._splat.get(key)
+        if hit is not None:
+            self._splat.move_to_end(key)
+            return hit
+        pos = self.embed(list(texts)) if pos is None else pos
+        neg = self.embed(list(negatives)) if neg is None else neg
+        decoded = self.decode_gaussians()
+        out = splat_channels(decoded.features, pos.to(self.device), neg.to(self.device), method, temperature)
+        self._splat[key] = out
+        while len(self._splat) > SPLAT_CACHE_SIZE:
+            self._splat.popitem(last=False)
+        return out
 
     def decode_gaussians(self) -> GaussianRelevancy:
         """Every Gaussian's latents decoded to CLIP space [L, N, E]; once per :meth:`update`."""
         if self._decoded is None:
             g = self._gaussians
             assert g.latents is not None
+            from langfield.query.select3d import load_contribution
+
+            # The recorded contributions belong to the stored Gaussians: a live map (update) has others.
+            contribution = load_contribution(self.root, self.meta, device=self.device) if self.version == 0 else None
+            if contribution is not None and contribution.shape[0] != g.means.shape[0]:
+                contribution = None
             self._decoded = GaussianRelevancy.from_latents(g.latents, self.codec.decode, self.num_levels,
-                                                           means=g.means, opacities=g.opacities)
+                                                           means=g.means, opacities=g.opacities,
+                                                           contribution=contribution)
         return self._decoded
 
     @torch.no_grad()

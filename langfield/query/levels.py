@@ -29,7 +29,8 @@ def box_filter(maps: torch.Tensor, kernel: int) -> torch.Tensor:
     # reflect-101 needs the pad smaller than the side; tiny maps fall back to edge replication.
     mode = "reflect" if before < h and before < w else "replicate"
     x = F.pad(x, (before, after, before, after), mode=mode)
-    x = F.avg_pool2d(x, kernel, stride=1)
+    # Separable (rows, then columns): the same mean (the padding is explicit) at O(2k) instead of O(k^2).
+    x = F.avg_pool2d(F.avg_pool2d(x, (kernel, 1), stride=1), (1, kernel), stride=1)
     return x.reshape(*lead, h, w)
 
 

@@ -101,3 +101,62 @@ def pick_levels(maps: torch.Tensor, config: QueryConfig) -> tuple[torch.Tensor, 
     """
     levels = choose_level(maps, config.smoothing_kernel, config.level)
     return levels, gather_levels(maps, levels)
+
+
+# --------------------------------------------------------------------------- per-Gaussian scoring, composited
+
+SPLAT_KINDS = ("splat-sims", "splat-relevancy")
+"""How per-Gaussian scores become pixels: composite the cosines to every phrase and take LERF's
+softmax per pixel (``splat-sims``), or composite each Gaussian's LERF relevancy (``splat-relevancy``)."""
+
+MIN_ALPHA = 1e-3
+"""Pixels whose accumulated opacity is below this show nothing: their relevancy is 0."""
+
+
+def splat_channels(
+    features: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, kind: str, temperature: float = 10.0
+) -> torch.Tensor:
+    """Per-Gaussian channels [N, L*C] to composite for a query, from decoded unit features [L, N, E].
+
+    ``splat-sims``: C = Q + M cosines (positives, then negatives) per level; ``splat-relevancy``:
+    C = Q LERF relevancies per level. One [N, E] x [E, Q + M] matmul per level.
+    """
+    if kind not in SPLAT_KINDS:
+        raise LangfieldError(f"unknown per-Gaussian relevancy kind {kind!r} (one of {', '.join(SPLAT_KINDS)})")
+    if negatives.shape[0] == 0:
+        raise LangfieldError("relevancy needs at least one negative phrase")
+    n_levels, n, _ = features.shape
+    q = positives.shape[0]
+    phrases = torch.cat([positives, negatives], dim=0).to(device=features.device, dtype=torch.float32)
+    per_level = []
+    for lvl in range(n_levels):
+        sims = torch.nn.functional.linear(features[lvl].float(), phrases)  # [N, Q + M]
+        per_level.append(sims if kind == "splat-sims" else relevancy_from_similarities(sims, q, temperature).T)
+    return torch.stack(per_level, dim=1).reshape(n, -1).contiguous()
+
+
+def composited_relevancy(
+    channels: torch.Tensor, alpha: torch.Tensor, num_levels: int, num_positives: int, kind: str,
+    temperature: float = 10.0,
+) -> torch.Tensor:
+    """Relevancy [L, Q, H, W] from composited ``splat_channels`` [H, W, L*C] and the pass's alpha [H, W].
+
+    The channels are divided by alpha, so a pixel holds the opacity-weighted MEAN of its
+    Gaussians' scores (a background of 0 would otherwise pull every soft edge towards "no
+    match"); blending scores, never latents, is what keeps borders free of features of neither side.
+    """
+    if kind not in SPLAT_KINDS:
+        raise LangfieldError(f"unknown per-Gaussian relevancy kind {kind!r} (one of {', '.join(SPLAT_KINDS)})")
+    h, w, width = channels.shape
+    if width % num_levels:
+        raise ValueError(f"{width} channels do not split into {num_levels} levels")
+    a = alpha.reshape(h * w, 1, 1).float()
+    x = channels.reshape(h * w, num_levels, width // num_levels).float()  # [HW, L, C], a view
+    if kind == "splat-sims":
+        # max_j (n_j / a) = (max_j n_j) / a for a > 0: the margin is taken before dividing (fewer ops)
+        margin = x[..., :num_positives] - x[..., num_positives:].max(dim=-1, keepdim=True).values
+        out = torch.sigmoid((temperature * margin) / a.clamp_min(MIN_ALPHA))
+    else:
+        out = x[..., :num_positives] / a.clamp_min(MIN_ALPHA)
+    out = out.masked_fill(a < MIN_ALPHA, 0.0)  # [HW, L, Q]
+    return out.permute(1, 2, 0).reshape(num_levels, num_positives, h, w)

@@ -22,7 +22,7 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "lf_abi_version": (_I, []),
     "lf_num_threads": (_I, []),
     "lf_project_fwd": (None, [_I, _I, _P, _P, _P, _P, _P, _I, _I, _F, _F, _F, _P, _P, _P, _P]),
-    "lf_project_bwd": (None, [_I, _I, _P, _P, _P, _P, _P, _I, _I, _F, _P, _P, _P, _P, _P, _P, _P]),
+    "lf_project_bwd": (None, [_I, _I, _P, _P, _P, _P, _P, _I, _I, _F, _P, _P, _P, _P, _P, _P, _P, _P]),
     "lf_sh_fwd": (None, [_L, _I, _I, _P, _P, _P]),
     "lf_sh_bwd": (None, [_L, _I, _I, _P, _P, _P, _P, _P]),
     "lf_isect_count": (_L, [_I, _I, _P, _P, _I, _I, _I, _P]),
@@ -33,7 +33,7 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "lf_rasterize_bwd": (None, [_I] * 7 + [_L, _I] + [_P] * 17),
 }
 
-ABI_VERSION = 2  # 2: lf_rasterize_bwd takes v_means2d_abs
+ABI_VERSION = 3  # 2: lf_rasterize_bwd takes v_means2d_abs; 3: lf_project_bwd takes v_viewmats
 
 
 def _ptr(t: Optional[torch.Tensor]) -> Optional[int]:
@@ -74,13 +74,16 @@ class CpuKernels:
         return radii, means2d, depths, conics
 
     def project_bwd(self, means, quats, scales, viewmats, Ks, width, height, eps2d, radii, v_means2d, v_depths,
-                    v_conics):
+                    v_conics, need_v_viewmats=False):
+        """-> (v_means, v_quats, v_scales, v_viewmats [C,4,4] or None)."""
         C, N = viewmats.shape[0], means.shape[0]
         v_means, v_quats, v_scales = torch.empty_like(means), torch.empty_like(quats), torch.empty_like(scales)
+        # The kernels write every entry (the emulator's glue zeroes it before its atomics).
+        v_viewmats = torch.empty((C, 4, 4)) if need_v_viewmats else None
         self.lib.lf_project_bwd(C, N, _ptr(means), _ptr(quats), _ptr(scales), _ptr(viewmats), _ptr(Ks), width,
                                 height, eps2d, _ptr(radii), _ptr(v_means2d), _ptr(v_depths), _ptr(v_conics),
-                                _ptr(v_means), _ptr(v_quats), _ptr(v_scales))
-        return v_means, v_quats, v_scales
+                                _ptr(v_means), _ptr(v_quats), _ptr(v_scales), _ptr(v_viewmats))
+        return v_means, v_quats, v_scales, v_viewmats
 
     def sh_fwd(self, degree, dirs, coeffs):
         B, K = dirs.shape[0], coeffs.shape[1]
@@ -157,9 +160,10 @@ class CudaKernels:
         return tuple(self.m.project_fwd(means, quats, scales, viewmats, Ks, width, height, near, far, eps2d))
 
     def project_bwd(self, means, quats, scales, viewmats, Ks, width, height, eps2d, radii, v_means2d, v_depths,
-                    v_conics):
-        return tuple(self.m.project_bwd(means, quats, scales, viewmats, Ks, width, height, eps2d, radii, v_means2d,
-                                        v_depths, v_conics))
+                    v_conics, need_v_viewmats=False):
+        out = self.m.project_bwd(means, quats, scales, viewmats, Ks, width, height, eps2d, radii, v_means2d,
+                                 v_depths, v_conics, bool(need_v_viewmats))
+        return tuple(out[:3]) + ((out[3] if need_v_viewmats else None),)
 
     def sh_fwd(self, degree, dirs, coeffs):
         return self.m.sh_fwd(degree, dirs, coeffs)

@@ -183,16 +183,18 @@ class _ProjectGaussians(torch.autograd.Function):
         C, N = radii.shape
         z = lambda shape, g: (torch.zeros(shape, device=means.device) if g is None else _f32(g))  # noqa: E731
         k = _kernels(means.device)
+        # The pose gradient costs a reduction over Gaussians: only when the caller asked for it.
+        need_v_viewmats = bool(ctx.needs_input_grad[3])
         args = (means, quats, scales, viewmats, Ks, width, height, eps2d, radii, z((C, N, 2), v_means2d),
-                z((C, N), v_depths), z((C, N, 3), v_conics))
-        v_means, v_quats, v_scales = _guarded(
+                z((C, N), v_depths), z((C, N, 3), v_conics), need_v_viewmats)
+        v_means, v_quats, v_scales, v_viewmats = _guarded(
             "project_gaussians.backward", dict(zip(_PROJ_BWD_NAMES, args)), lambda: k.project_bwd(*args)
         )
-        return v_means, v_quats, v_scales, None, None, None, None, None, None, None
+        return v_means, v_quats, v_scales, v_viewmats, None, None, None, None, None, None
 
 
 _PROJ_BWD_NAMES = ("means", "quats", "scales", "viewmats", "Ks", "width", "height", "eps2d", "radii", "v_means2d",
-                   "v_depths", "v_conics")
+                   "v_depths", "v_conics", "need_v_viewmats")
 
 
 def project_gaussians(
@@ -210,7 +212,8 @@ def project_gaussians(
     """Project N Gaussians into C cameras -> (radii[C,N] int32, means2d[C,N,2], depths[C,N], conics[C,N,3]).
 
     ``quats`` need not be normalised; ``scales`` are activated (positive).
-    Differentiable w.r.t. means, quats and scales.
+    Differentiable w.r.t. means, quats, scales and viewmats (the pose gradient is computed only when
+    ``viewmats`` requires grad).
     """
     dev = means.device
     _expect("means", means, (None, 3), dev)
@@ -224,7 +227,7 @@ def project_gaussians(
     return _guarded(
         "project_gaussians",
         args,
-        lambda: _ProjectGaussians.apply(_f32(means), _f32(quats), _f32(scales), _f32(viewmats.detach()),
+        lambda: _ProjectGaussians.apply(_f32(means), _f32(quats), _f32(scales), _f32(viewmats),
                                         _f32(Ks.detach()), int(width), int(height), float(near), float(far),
                                         float(eps2d)),
     )

@@ -16,6 +16,7 @@ from langfield.sources.imagefolder import image_dir_of, intrinsics_are_guessed, 
 from langfield.sources.io import load_alpha, load_depth, load_rgb, load_semantics
 from langfield.sources.llff import read_llff
 from langfield.sources.nerfstudio import find_transforms, is_blender_dir, read_blender, read_nerfstudio
+from langfield.sources.rgbd import RGBDFrame, RGBDSequence, open_sequence
 from langfield.sources.views import load_views
 from langfield.types import Capture, DataError
 
@@ -24,6 +25,7 @@ FORMATS = ("nerfstudio", "blender", "colmap", "llff", "images")
 __all__ = [
     "FORMATS", "detect_format", "load_capture", "load_rgb", "load_alpha", "load_depth", "load_semantics",
     "load_views", "intrinsics_are_guessed", "opengl_to_opencv_c2w", "load_dataset", "load_split_views", "NoPosesError",
+    "RGBDFrame", "RGBDSequence", "open_sequence",
 ]
 
 

@@ -11,7 +11,7 @@ from langfield.types import Capture, DataError, LangfieldError, View
 
 
 class NoPosesError(LangfieldError):
-    """The capture has no camera poses and no pose front end exists yet."""
+    """The capture has no camera poses (the pose front end, ``langfield.frontend``, makes them)."""
 
 
 def load_dataset(
@@ -34,8 +34,9 @@ def load_dataset(
     capture = load_capture(Path(path), images=images, eval_every=eval_every)
     if require_poses and not capture.has_poses:
         raise NoPosesError(
-            f"{path}: the images have no camera poses, and the pose front end (SfM/SLAM) is not available yet; "
-            "provide a posed dataset (nerfstudio transforms.json, COLMAP sparse model or LLFF poses_bounds.npy)"
+            f"{path}: the images have no camera poses; estimate them with `langfield poses {path} --out DATASET` "
+            "(or `langfield reconstruct` on the folder, which does so first), or provide a posed dataset "
+            "(nerfstudio transforms.json, COLMAP sparse model or LLFF poses_bounds.npy)"
         )
     if not capture.train_ids:
         raise DataError(f"{path}: no training frames")

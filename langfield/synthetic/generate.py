@@ -11,7 +11,9 @@ Output directory layout::
     scene.json             primitives, materials, lights (ground truth, debugging)
 
 The directory is assembled in a sibling temporary directory and renamed into
-place, so readers never see a half-written scene.
+place, so readers never see a half-written scene.  ``write_dataset`` renders any
+camera list this way (``generate_scene(path="smooth")`` and ``video.render_video``
+use it for smooth, video-like camera paths).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 from PIL import Image
@@ -33,6 +35,7 @@ from ..sources.conventions import opengl_to_opencv_c2w
 from .cameras import eval_indices, ring_cameras
 from .config import SceneConfig
 from .layout import Scene, build_scene
+from .paths import smooth_path
 from .raycast import render_view
 
 DEPTH_SCALE = 0.001
@@ -67,19 +70,32 @@ def _to_uint8(rgb: np.ndarray) -> np.ndarray:
     return np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
 
 
-def _write_scene(tmp: Path, scene: Scene, cams: list, eval_ids: list[int], cfg: SceneConfig, seed: int) -> None:
+def _write_scene(
+    tmp: Path,
+    scene: Scene,
+    cams: list,
+    eval_ids: Optional[list[int]],
+    cfg: SceneConfig,
+    seed: int,
+    *,
+    name_digits: int = 5,
+    on_view: Optional[Callable[[int, np.ndarray], None]] = None,
+    extra_meta: Optional[dict] = None,
+) -> None:
     for sub in ("images", "depth", "semantics"):
         (tmp / sub).mkdir()
     n_total = len(cams)
-    eval_set = set(eval_ids)
+    eval_set = set(eval_ids or [])
     train_ids = [i for i in range(n_total) if i not in eval_set]
     per_view = -(-cfg.n_points // max(len(train_ids), 1))
     pts_rng = np.random.default_rng([seed, 2])
     pts, cols, frames = [], [], []
     for i, cam in enumerate(cams):
         view = render_view(scene, cam, cfg.ambient, cfg.shadows, cfg.supersample)
-        name = f"frame_{i:05d}.png"
+        name = f"frame_{i:0{name_digits}d}.png"
         rgb8 = _to_uint8(view.rgb)
+        if on_view is not None:
+            on_view(i, rgb8)
         # Fast zlib level: PNG encoding otherwise rivals the ray casting time.
         Image.fromarray(rgb8).save(tmp / "images" / name, compress_level=1)
         depth_mm = np.clip(np.round(view.depth / DEPTH_SCALE), 0, 65535).astype(np.uint16)
@@ -114,11 +130,13 @@ def _write_scene(tmp: Path, scene: Scene, cams: list, eval_ids: list[int], cfg: 
         "depth_unit_scale_factor": DEPTH_SCALE,
         "ply_file_path": "points3d.ply",
         "train_filenames": [frames[i]["file_path"] for i in train_ids],
-        "test_filenames": [frames[i]["file_path"] for i in eval_ids],
+        "test_filenames": [frames[i]["file_path"] for i in eval_ids or []],
         "frames": frames,
     }
+    if eval_ids is None:  # no split lists: readers hold out views by their own --eval-every rule
+        del transforms["train_filenames"], transforms["test_filenames"]
     _write_json(tmp / "labels.json", scene.labels())
-    _write_json(tmp / "scene.json", {**scene.to_json(), "n_frames": n_total, "eval_indices": eval_ids})
+    _write_json(tmp / "scene.json", {**scene.to_json(), "n_frames": n_total, "eval_indices": eval_ids, **(extra_meta or {})})
     _write_json(tmp / "transforms.json", transforms)
 
 
@@ -140,6 +158,57 @@ def _install(tmp: Path, out_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def scene_cameras(scene: Scene, cfg: SceneConfig, seed: int, n: int, width: int, height: int, path: str = "ring") -> list:
+    """The ``n`` cameras of a camera path: ``"ring"`` (independent views in angular order, the default
+    dataset), ``"smooth"`` (a continuous walk, as a video sees it) or ``"static"`` (fixed position, tiny
+    rotation: no parallax)."""
+    if path == "ring":
+        return ring_cameras(scene, cfg, seed, n, width, height)
+    if path == "smooth":
+        return smooth_path(scene, cfg, seed, n, width, height, kind="orbit")
+    if path == "static":
+        return smooth_path(scene, cfg, seed, n, width, height, kind="static")
+    raise LangfieldError(f"synthetic camera path {path!r}: expected ring, smooth or static")
+
+
+def write_dataset(
+    out_dir: Path | str,
+    scene: Scene,
+    cams: list,
+    *,
+    eval_ids: Optional[list[int]],
+    cfg: SceneConfig,
+    seed: int,
+    name_digits: int = 5,
+    on_view: Optional[Callable[[int, np.ndarray], None]] = None,
+    extra_meta: Optional[dict] = None,
+) -> Path:
+    """Render ``cams`` (in order) into a nerfstudio dataset at ``out_dir``; return its transforms.json path.
+
+    ``eval_ids`` lists the held-out frames; ``None`` writes no split lists (readers then apply
+    their own ``--eval-every``).  Frame ``i`` is ``images/frame_<i, name_digits digits>.png`` (with depth and semantics of the same
+    name); ``on_view(i, rgb_uint8)`` sees every rendered image (e.g. to write a video of the same
+    frames); ``extra_meta`` is merged into scene.json.  Built in a sibling temp dir and renamed into
+    place, like ``generate_scene``.
+    """
+    if not cams:
+        raise LangfieldError("synthetic dataset needs at least one camera")
+    out_dir = Path(out_dir).absolute()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    _check_cameras(scene, cams)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; the dataset should be readable like any output
+        _write_scene(
+            tmp, scene, cams, eval_ids, cfg, seed, name_digits=name_digits, on_view=on_view, extra_meta=extra_meta
+        )
+        _install(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir / "transforms.json"
+
+
 def generate_scene(
     out_dir: Path | str,
     *,
@@ -149,12 +218,14 @@ def generate_scene(
     n_train: int = 48,
     n_eval: int = 8,
     config: SceneConfig | None = None,
+    path: str = "ring",
 ) -> Path:
     """Render the procedural room for ``seed`` into ``out_dir``; return the transforms.json path.
 
-    Deterministic: the same arguments give byte-identical files. Views lie in
-    angular order on a ring; the ``n_eval`` held-out views are spread evenly
-    between training views.
+    Deterministic: the same arguments give byte-identical files. With ``path="ring"`` views lie in
+    angular order on a ring; ``"smooth"`` / ``"static"`` follow ``smooth_path`` (frames in time
+    order, for video-like and RGB-D sequence tests). Either way the ``n_eval`` held-out views are
+    spread evenly between training views (``eval_indices``).
     """
     cfg = config or SceneConfig()
     cfg.validate()
@@ -162,18 +233,9 @@ def generate_scene(
         raise LangfieldError(f"synthetic image size {width}x{height} is too small (need at least 8x8)")
     if n_train < 1 or n_eval < 0 or n_eval > n_train:
         raise LangfieldError(f"synthetic views: need n_train >= 1 and 0 <= n_eval <= n_train (got {n_train}, {n_eval})")
-    out_dir = Path(out_dir).absolute()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     scene = build_scene(seed, cfg)
     n_total = n_train + n_eval
-    cams = ring_cameras(scene, cfg, seed, n_total, width, height)
-    _check_cameras(scene, cams)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        tmp.chmod(0o755)  # mkdtemp makes it private; the dataset should be readable like any output
-        _write_scene(tmp, scene, cams, eval_indices(n_total, n_eval), cfg, seed)
-        _install(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir / "transforms.json"
+    cams = scene_cameras(scene, cfg, seed, n_total, width, height, path)
+    # The default ring dataset's scene.json stays as it always was (its bytes are fingerprinted).
+    extra = None if path == "ring" else {"camera_path": path}
+    return write_dataset(out_dir, scene, cams, eval_ids=eval_indices(n_total, n_eval), cfg=cfg, seed=seed, extra_meta=extra)

@@ -122,6 +122,22 @@ class TrainConfig:
     """When ``strategy.max_gaussians`` is None, cap the count at this many Gaussians per pixel of one
     training image (0 = no cap).  0.9 was the best of 0.6/0.9/1.25/1.7 on the peer protocol: more
     Gaussians fit the training views better but not the held-out ones, and cost time per step."""
+    optimize_poses: Annotated[bool, tyro.conf.arg(aliases=("--optimize-poses",))] = False
+    """Refine the training cameras' poses while training (splatfacto's camera optimiser: a per-camera SE(3)
+    correction applied as ``c2w @ E`` in the camera frame; ``langfield.train.camera_opt``). The scene then
+    stores the refined poses, and the held-out cameras are fitted to their images with the Gaussians frozen
+    (``eval_pose_steps``) so that evaluation happens in the refined frame."""
+    pose_lr_rotation: float = 1e-3
+    """Initial Adam LR of the pose corrections' rotations (axis-angle, radians)."""
+    pose_lr_translation: float = 1e-3
+    """Initial Adam LR of the pose corrections' translations, multiplied by the scene scale."""
+    pose_lr_final_factor: float = 0.01
+    """Pose LRs at the last iteration as a fraction of the initial ones (exponential decay)."""
+    pose_l2: float = 0.0
+    """Weight of an L2 penalty on the current camera's correction (translation in scene scales); 0 = off."""
+    eval_pose_steps: int = 200
+    """With ``optimize_poses``: Adam steps of test-time pose optimisation per held-out camera (0 = keep the
+    given held-out poses)."""
 
     def __post_init__(self) -> None:
         checks = [
@@ -136,6 +152,11 @@ class TrainConfig:
             (0.0 <= self.ssim_lambda <= 1.0, f"ssim_lambda must be in [0, 1], got {self.ssim_lambda}"),
             (self.gaussians_per_pixel >= 0, f"gaussians_per_pixel must be >= 0, got {self.gaussians_per_pixel}"),
             (self.init_num_random >= 1, f"init_num_random must be >= 1, got {self.init_num_random}"),
+            (self.pose_lr_rotation >= 0 and self.pose_lr_translation >= 0,
+             f"pose learning rates must be >= 0, got {self.pose_lr_rotation}, {self.pose_lr_translation}"),
+            (0 < self.pose_lr_final_factor <= 1, f"pose_lr_final_factor must be in (0, 1], got {self.pose_lr_final_factor}"),
+            (self.pose_l2 >= 0, f"pose_l2 must be >= 0, got {self.pose_l2}"),
+            (self.eval_pose_steps >= 0, f"eval_pose_steps must be >= 0, got {self.eval_pose_steps}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -36,12 +36,13 @@ from langfield.codec.model import split_levels
 from langfield.features.weights import DEFAULT_CLIP
 from langfield.render.views import render_latents
 from langfield.scene import CODEC_DIR
+from langfield.train.lift import lift_latents
 from langfield.types import Capture, ConfigError, DataError, LangfieldError, RenderOutput, View
 
 log = logging.getLogger(__name__)
 
 FeatureOption = Literal["auto", "labels", "sam-clip", "dense", "none"]
-Schedule = Literal["sequential", "joint"]
+Schedule = Literal["sequential", "joint", "lift"]
 FEATURES_CACHE_DIR = "features_cache"
 
 
@@ -75,7 +76,17 @@ class LanguageConfig:
     """Adam learning rate of the latents (higher than LangSplat's 2.5e-3: our runs are much shorter)."""
     schedule: Annotated[Schedule, _alias("--language-schedule")] = "sequential"
     """sequential = geometry first, then latents with geometry frozen; joint = latents trained with the geometry
-    from step 0 (one render pass for RGB + latents, the latent loss also moves the geometry)."""
+    from step 0 (one render pass for RGB + latents, the latent loss also moves the geometry); lift = geometry
+    first, then no optimisation: each Gaussian gets the blending-weighted aggregate of the training views'
+    latent targets (``train/lift.py``; seconds instead of minutes, and right in 3D)."""
+    lift_min_weight: float = 0.05
+    """Lift (and selection's visibility flag): a Gaussian whose summed blending weight at a level over all
+    training views is below this many pixels keeps a zero latent there (never seen)."""
+    lift_robust_iterations: int = 0
+    """Lift: Weiszfeld iterations towards the weighted geometric median of the per-view means (0 = weighted
+    mean; VALA-style robustness to views that see a Gaussian only through a border)."""
+    init_from_lift: bool = False
+    """Sequential schedule: start the latent optimisation from the lift instead of zeros."""
     joint_weight: Annotated[float, _alias("--joint-weight")] = 1.0
     """Joint schedule: weight (> 0) of the latent L1 loss added to the RGB loss.  Adam makes the latents' own
     updates independent of it; it only sets how hard the latent loss pulls the shared geometry against RGB.  1.0:
@@ -93,8 +104,10 @@ class LanguageConfig:
             raise ConfigError(f"latent_dim must be >= 1, got {self.latent_dim}")
         if self.iterations < 1 or self.codec_steps < 1:
             raise ConfigError("language iterations and codec steps must be >= 1")
-        if self.schedule not in ("sequential", "joint"):
-            raise ConfigError(f"language schedule must be sequential or joint, got {self.schedule!r}")
+        if self.schedule not in ("sequential", "joint", "lift"):
+            raise ConfigError(f"language schedule must be sequential, joint or lift, got {self.schedule!r}")
+        if self.lift_min_weight < 0 or self.lift_robust_iterations < 0:
+            raise ConfigError("lift_min_weight and lift_robust_iterations must be >= 0")
         if self.joint_weight <= 0:
             # weight 0 would give the latents no gradient at all (they would stay 0)
             raise ConfigError(f"joint_weight must be > 0, got {self.joint_weight}")
@@ -348,6 +361,11 @@ def train_latents(
 
     n_steps = cfg.iterations
     add_zero_latents(params, targets)
+    if cfg.init_from_lift:
+        with torch.no_grad():
+            params["latents"].copy_(lift_latents(params, views, targets, min_weight=cfg.lift_min_weight,
+                                                 robust_iterations=cfg.lift_robust_iterations,
+                                                 backend=backend).latents)
     opt = torch.optim.Adam([params["latents"]], lr=cfg.lr)
     device = params["means"].device
     gen = torch.Generator().manual_seed(seed + 7919)  # own stream: does not perturb geometry RNG use
@@ -375,3 +393,20 @@ def train_latents(
     return {"latent_loss_first": first, "latent_loss_last": last, "latent_seconds": round(time.perf_counter() - t0, 3),
             "latent_iterations": n_steps}
 
+
+
+def lift_language(
+    params: torch.nn.ParameterDict,
+    views: list[View],
+    targets: LanguageTargets,
+    cfg: LanguageConfig,
+    *,
+    backend: str = "auto",
+) -> tuple[dict[str, Any], torch.Tensor]:
+    """The lift schedule: ``params['latents']`` = the lifted latents (no optimisation); (stats, contribution [N])."""
+    res = lift_latents(params, views, targets, min_weight=cfg.lift_min_weight,
+                       robust_iterations=cfg.lift_robust_iterations, backend=backend)
+    params["latents"] = torch.nn.Parameter(res.latents, requires_grad=False)
+    stats = {"lift_seconds": round(res.seconds, 3), "lift_views": len([v for v in views if v.name in targets.targets]),
+             "lift_min_weight": cfg.lift_min_weight, "lift_robust_iterations": cfg.lift_robust_iterations}
+    return stats, res.contribution

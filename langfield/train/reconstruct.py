@@ -10,6 +10,7 @@ them, and neither imports the other.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -22,6 +23,10 @@ import torch
 from langfield.outputs import check_output, input_dir
 from langfield.scene import LANGUAGE_KEY, SceneCamera, latest_checkpoint, load_scene_config, save_scene
 from langfield.scene import write_manifest
+from langfield.scene_lock import FRONTEND_DATA, frontend_path
+
+FRONTEND_KEY = "frontend_data"
+"""config.json flag: the scene's ``data/`` was made by the pose front end (it is the scene's own, not an input)."""
 from langfield.sources.dataset import NoPosesError, load_dataset, load_split_views  # noqa: F401 (NoPosesError re-exported)
 from langfield.train.checkpoint import load_checkpoint
 from langfield.train.language import (
@@ -45,6 +50,14 @@ class EvaluateFn(Protocol):
     def __call__(self, scene_dir: Path, params: torch.nn.ParameterDict, views: list[View], *, sh_degree: int,
                  background: str, backend: str, iterations: int, wall_time_s: Optional[float],
                  split: str) -> dict[str, Any]: ...
+
+
+class FrontendFn(Protocol):
+    """Makes the posed dataset of an unposed input (``langfield.frontend``: video or photos -> SfM) for the scene
+    ``scene_root``, inside the scene's writer lock; returns the dataset directory, which must lie in
+    ``scene_lock.frontend_path(scene_root)`` (moved into ``SCENE/data`` once the scene is written)."""
+
+    def __call__(self, scene_root: Path) -> Path: ...
 
 
 class EvaluateViewsFn(Protocol):
@@ -111,12 +124,24 @@ def scene_cameras(train: list[View], evals: list[View]) -> list[SceneCamera]:
 
 def _finish_latents(params: torch.nn.ParameterDict, views: list[View], targets: LanguageTargets,
                     language: LanguageConfig, joint_loss: Optional[JointLatentLoss], cfg: TrainConfig,
-                    progress: bool) -> dict[str, Any]:
-    """After geometry training: fit the latents (sequential) or report the jointly trained ones; returns stats."""
-    if joint_loss is None:
-        return train_latents(params, views, targets, language, backend=cfg.backend, seed=cfg.seed, progress=progress)
-    params["latents"].requires_grad_(False)
-    return joint_loss.stats()
+                    progress: bool, workdir: Path) -> dict[str, Any]:
+    """After geometry training: lift or fit the latents (lift / sequential) or report the jointly trained ones;
+    then record every Gaussian's total contribution (3D selection drops the never-visible); returns stats."""
+    from langfield.train.language import lift_language
+    from langfield.train.lift import contribution_stats, save_contribution, total_contribution
+
+    contribution = None
+    if language.schedule == "lift":
+        stats, contribution = lift_language(params, views, targets, language, backend=cfg.backend)
+    elif joint_loss is None:
+        stats = train_latents(params, views, targets, language, backend=cfg.backend, seed=cfg.seed, progress=progress)
+    else:
+        params["latents"].requires_grad_(False)
+        stats = joint_loss.stats()
+    if contribution is None:
+        contribution = total_contribution(params, views, backend=cfg.backend)
+    save_contribution(workdir, contribution, len(views))
+    return {**stats, **contribution_stats(contribution, language.lift_min_weight)}
 
 
 def _input_dirs(capture: Capture) -> set[Path]:
@@ -186,6 +211,7 @@ def reconstruct(
     language: Optional["LanguageConfig"] = None,
     evaluate: Optional[EvaluateFn] = None,
     evaluate_views: Optional[EvaluateViewsFn] = None,
+    frontend: Optional[FrontendFn] = None,
 ) -> Optional[ReconstructResult]:
     """Train a scene from a posed dataset and write the scene directory ``out``.
 
@@ -206,19 +232,47 @@ def reconstruct(
         evaluate: evaluates the saved scene and writes ``out/eval/``
             (``langfield.eval.report.evaluate_and_report``); None = no evaluation,
             the result's report then holds only the counts.
+        frontend: for an unposed input (``data`` is a video or a photo folder): makes the posed dataset
+            the scene trains on (``langfield.frontend.poses``); the dataset ends up in ``out/data``.
         evaluate_views: metrics of views for the periodic test hook
             (``langfield.eval.report.evaluate_views``; used when ``cfg.test_every`` > 0).
     """
     out = Path(out)
     t0 = time.time()
     if not resume and data is not None:
-        check_output(out, [input_dir(data)])  # before anything is created or removed
+        # Before anything is created or removed.  A video stands for itself, not for the folder it lies in.
+        check_output(out, [data if frontend is not None else input_dir(data)])
     with OutputDir(out, resume=resume, overwrite=overwrite) as od:
+        if frontend is not None and not resume:
+            data = frontend(od.root)
         spec = (_resumed_spec(od, data, iterations, language) if resume
                 else _fresh_spec(data, cfg, iterations, language))
-        check_output(out, [input_dir(spec.data)])
+        if not _is_own_data(od.root, spec.data):
+            check_output(out, [input_dir(spec.data)])
         return _run(spec, od, progress=progress, stop_after=stop_after, evaluate=evaluate,
                     evaluate_views=evaluate_views, t0=t0)
+
+
+def _is_own_data(root: Path, data: Path) -> bool:
+    """Whether ``data`` is the dataset the front end made for the scene ``root`` (in its ``data/`` once written,
+    in ``frontend_path`` before): the run's own output, not a user input that ``out`` must keep away from."""
+    data = Path(data).resolve()
+    if data.is_relative_to(frontend_path(root)):
+        return True
+    return data == root / FRONTEND_DATA and bool(read_config(root).get(FRONTEND_KEY))
+
+
+def _adopt_frontend_data(od: OutputDir, workdir: Path, data: Path, meta: dict[str, Any]) -> None:
+    """Move a front-end dataset from beside the scene into ``workdir/data`` (the last use of its images is over)."""
+    base = frontend_path(od.root)
+    if not data.is_relative_to(base):
+        return
+    target = workdir / FRONTEND_DATA
+    if target.exists():
+        shutil.rmtree(target)
+    data.rename(target)
+    meta["data"] = str(od.root / FRONTEND_DATA)
+    meta[FRONTEND_KEY] = True
 
 
 def _run(spec: _RunSpec, od: OutputDir, *, progress: bool, stop_after: Optional[int],
@@ -234,7 +288,8 @@ def _run(spec: _RunSpec, od: OutputDir, *, progress: bool, stop_after: Optional[
     capture = load_dataset(data, images=cfg.images, eval_every=cfg.eval_every)
     train_views, eval_views = load_split_views(capture, downscale=cfg.downscale, device=device)
     use_depth = capture.has_depth and any(v.depth is not None for v in train_views)
-    check_output(od.out, sorted(_input_dirs(capture)))
+    if not _is_own_data(od.root, data):
+        check_output(od.out, sorted(_input_dirs(capture)))
     workdir = od.prepare()
 
     meta = {
@@ -304,11 +359,14 @@ def _run(spec: _RunSpec, od: OutputDir, *, progress: bool, stop_after: Optional[
         return None
 
     params = trainer.params
+    # --optimize-poses: the scene (its cameras, the language stage, eval) uses the refined poses.
+    train_views, eval_views = trainer.pose_refined_views(eval_views)
     if lang_targets is not None:
         assert language is not None
         meta[LANGUAGE_KEY] = {**lang_targets.meta, **_finish_latents(params, train_views, lang_targets, language,
-                                                                       joint_loss, cfg, progress)}
+                                                                       joint_loss, cfg, progress, workdir)}
 
+    _adopt_frontend_data(od, workdir, data, meta)
     wall = spec.prior_wall_s + time.time() - t0
     meta.update(
         finished=True,
@@ -329,4 +387,5 @@ def _run(spec: _RunSpec, od: OutputDir, *, progress: bool, stop_after: Optional[
         report = {"iterations": trainer.step, "num_gaussians": trainer.num_gaussians, "wall_time_s": round(wall, 3)}
     write_manifest(workdir)  # last write before the swap: the manifest covers eval/ as written just now
     od.commit()
+    shutil.rmtree(frontend_path(od.root), ignore_errors=True)  # frames and SfM work: the dataset is in the scene
     return ReconstructResult(od.out, report, trainer.num_gaussians, wall)

@@ -21,6 +21,7 @@ import torch
 
 from langfield.gaussians.params import PARAM_KEYS
 from langfield.gaussians.strategy import Strategy
+from langfield.train.camera_opt import CameraOptimizer, refine_eval_poses
 from langfield.train.checkpoint import capture_rng_states, restore_rng_states, save_checkpoint
 from langfield.train.config import TrainConfig, config_to_dict
 from langfield.train.losses import masked_depth_l1, photometric_loss
@@ -96,6 +97,8 @@ class Trainer:
     strategy: Strategy = field(init=False)
     strategy_state: dict[str, Any] = field(init=False)
     generator: torch.Generator = field(init=False)
+    camera_opt: Optional[CameraOptimizer] = field(init=False, default=None)
+    """Pose corrections of the training cameras (``cfg.optimize_poses``), else None."""
     _stop_requested: bool = field(init=False, default=False)
     _coarse_views: dict[tuple[int, int], View] = field(init=False, default_factory=dict)
 
@@ -111,6 +114,15 @@ class Trainer:
         # checkpointing its state reproduces the exact sequence of views.
         self.generator = torch.Generator().manual_seed(self.cfg.seed)
         self.resolution = ResolutionSchedule(levels=self.cfg.coarse_levels, fraction=self.cfg.coarse_fraction)
+        if self.cfg.optimize_poses:  # draws nothing from any RNG: runs without it stay bit-identical
+            self.camera_opt = self._make_camera_opt()
+
+    def _make_camera_opt(self) -> CameraOptimizer:
+        cfg = self.cfg
+        return CameraOptimizer(len(self.views), lr_rotation=cfg.pose_lr_rotation,
+                               lr_translation=cfg.pose_lr_translation, final_factor=cfg.pose_lr_final_factor,
+                               l2=cfg.pose_l2, iterations=cfg.iterations, scene_scale=self.scene_scale,
+                               device=self.device)
 
     @property
     def device(self) -> torch.device:
@@ -139,6 +151,8 @@ class Trainer:
         cfg, step = self.cfg, self.step
         idx = int(torch.randint(len(self.views), (1,), generator=self.generator).item())
         view = self.view_for_step(idx, step)
+        if self.camera_opt is not None:
+            view = self.camera_opt.apply(view, idx)
         bg = background_color(cfg.background, self.device, self.generator)
         for group in self.optimizers["means"].param_groups:
             group["lr"] = cfg.means_lr(step) * self.scene_scale
@@ -166,10 +180,15 @@ class Trainer:
             loss = loss + cfg.depth_lambda * masked_depth_l1(out.depth[0], view.depth)
         if self.extra_loss is not None:
             loss = loss + self.extra_loss(view, out)
+        penalty = self.camera_opt.penalty(idx) if self.camera_opt is not None else None
+        if penalty is not None:
+            loss = loss + penalty
         loss.backward()
         for opt in self.optimizers.values():
             opt.step()
             opt.zero_grad(set_to_none=True)
+        if self.camera_opt is not None:
+            self.camera_opt.step(step)
         # As in gsplat: densify after the optimizer step, from the retained means2d gradient.
         self.strategy.step_post_backward(self.params, self.optimizers, self.strategy_state, step, info)
         self.step = step + 1
@@ -249,6 +268,7 @@ class Trainer:
             "rng": capture_rng_states(self.generator),
             "config": config_to_dict(self.cfg),
             "scene_scale": float(self.scene_scale),
+            **({"camera_opt": self.camera_opt.state_dict()} if self.camera_opt is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -267,8 +287,31 @@ class Trainer:
         self.strategy_state = {
             k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in state["strategy_state"].items()
         }
+        if self.cfg.optimize_poses:
+            if "camera_opt" not in state:
+                raise ValueError("the checkpoint was trained without --optimize-poses")
+            self.camera_opt = self._make_camera_opt()  # scene_scale may have changed above
+            self.camera_opt.load_state_dict(state["camera_opt"])
         restore_rng_states(state["rng"], self.generator)
         self.step = int(state["step"])
+
+    def pose_refined_views(self, eval_views: list[View]) -> tuple[list[View], list[View]]:
+        """(training views, held-out views) in the frame the scene is written in.
+
+        Without ``optimize_poses``: both unchanged.  With it: the training views with their refined
+        poses, and the held-out views with poses fitted to their images against the frozen Gaussians
+        (``refine_eval_poses``, ``cfg.eval_pose_steps``): the given held-out poses are in the input's
+        frame, which the refinement has moved away from (splatfacto evaluates them unrefined).
+        """
+        if self.camera_opt is None:
+            return self.views, eval_views
+        cfg = self.cfg
+        train = self.camera_opt.refined_views(self.views)
+        evals = refine_eval_poses(self.params, eval_views, steps=cfg.eval_pose_steps,
+                                  lr_rotation=cfg.pose_lr_rotation,
+                                  lr_translation=cfg.pose_lr_translation * self.scene_scale,
+                                  sh_degree=cfg.sh_degree, backend=cfg.backend, ssim_lambda=cfg.ssim_lambda)
+        return train, evals
 
     def save(self, checkpoint_root: Path) -> Path:
         """Write a checkpoint into ``checkpoint_root/checkpoints`` (keeps the last 2)."""

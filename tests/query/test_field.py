@@ -394,3 +394,62 @@ def test_queries_import_no_training_or_cli_code(scene_dir):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "IMPORTED []" in out.stdout, out.stdout
+
+
+# --------------------------------------------------------------------------- per-Gaussian relevancy methods
+
+
+@pytest.mark.parametrize("method", ["splat-sims", "splat-relevancy"])
+def test_splat_methods_find_each_text_on_its_half_in_one_pass(field, count_render, method):
+    res = field.relevancy(field.cameras[0], ["red thing", "blue thing"], what=("rgb", "depth"), method=method)
+    assert count_render == [True]  # the query's channels, rgb and depth in one pass; no latents
+    assert res.method == method and res.frame.latents is None and res.frame.rgb is not None
+    assert res.maps.shape == (L, 2, H, W) and res.levels.tolist() == [1, 1]
+    centre = slice(H // 2 - 6, H // 2 + 6)
+    red, blue = res.relevancy[0, centre], res.relevancy[1, centre]
+    assert red[:, 6:14].mean() > 0.9 and red[:, 18:26].mean() < 0.1
+    assert blue[:, 18:26].mean() > 0.9 and blue[:, 6:14].mean() < 0.1
+    # inside a half every Gaussian has the same latent: decoding per Gaussian equals decoding per pixel
+    pixel = field.relevancy(field.cameras[0], ["red thing", "blue thing"])
+    torch.testing.assert_close(res.maps[:, :, centre, 6:12], pixel.maps[:, :, centre, 6:12], atol=2e-3, rtol=0)
+
+
+def test_splat_relevancy_is_monotone_across_a_border(field):
+    """Scores are blended, never latents: from the red half to the blue half "red thing" only falls."""
+    res = field.relevancy(field.cameras[0], ["red thing"], level=1, method="splat-sims")
+    row = res.relevancy[0, H // 2, 4:W - 4]
+    assert (row[1:] - row[:-1]).max() < 1e-4 and row[0] > 0.9 and row[-1] < 0.1
+
+
+def test_splat_channels_are_cached_per_query_and_dropped_by_update(field, parts, monkeypatch):
+    import langfield.query.field as F
+
+    calls = []
+    real = F.splat_channels
+    monkeypatch.setattr(F, "splat_channels", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cam = field.cameras[0]
+    first = field.relevancy(cam, ["red thing"], method="splat-sims")
+    field.relevancy(cam, ["red thing"], method="splat-sims")
+    assert len(calls) == 1  # same text and negatives: the per-Gaussian matmul is not redone
+    field.relevancy(cam, ["red thing"], negatives=("stuff",), method="splat-sims")
+    assert len(calls) == 2
+    emb, codec = parts
+    field.update(_plane(codec, emb, swap=True))
+    swapped = field.relevancy(cam, ["red thing"], method="splat-sims")
+    assert len(calls) == 3  # new Gaussians: decoded and scored again
+    assert swapped.relevancy[0, H // 2, 6:14].mean() < 0.1 < first.relevancy[0, H // 2, 6:14].mean()
+    with pytest.raises(LangfieldError, match="unknown relevancy method"):
+        field.relevancy(cam, ["red thing"], method="nearest")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("method", ["pixel", "splat-sims"])
+def test_at_level_switches_without_rendering(field, count_render, method):
+    res = field.relevancy(field.cameras[0], ["red thing"], method=method)
+    assert len(count_render) == 1 and res.levels.tolist() == [1]
+    zero = res.at_level(0)
+    assert len(count_render) == 1  # no new pass
+    assert zero.levels.tolist() == [0] and torch.equal(zero.relevancy[0], res.maps[0, 0])
+    assert zero.config.level == 0 and torch.equal(zero.maps, res.maps)
+    assert torch.equal(zero.at_level(None).relevancy, res.relevancy)
+    with pytest.raises(LangfieldError, match="out of range"):
+        res.at_level(L)

@@ -106,3 +106,48 @@ def test_text_relevancy_uses_config_negatives():
     want = relevancy(feats, cache(["chair", "object"]), cache(["object", "stuff"]), 5.0)
     torch.testing.assert_close(r, want)
     assert r[0, 0] > 0.5 and r[1, 0] < 0.5
+
+
+# --------------------------------------------------------------------------- per-Gaussian scores, composited
+
+
+@pytest.mark.parametrize("kind", ["splat-sims", "splat-relevancy"])
+def test_splat_channels_score_every_gaussian_at_every_level(kind):
+    from langfield.query.query2d import splat_channels
+
+    feats, pos, neg = unit(2, 50, 16, seed=1), unit(2, 16, seed=2), unit(3, 16, seed=3)
+    ch = splat_channels(feats, pos, neg, kind, temperature=10.0)
+    width = 2 + 3 if kind == "splat-sims" else 2
+    assert ch.shape == (50, 2 * width)
+    for lvl in range(2):
+        block = ch[:, lvl * width:(lvl + 1) * width]
+        if kind == "splat-sims":
+            torch.testing.assert_close(block, feats[lvl] @ torch.cat([pos, neg]).T)
+        else:
+            torch.testing.assert_close(block, naive_relevancy(feats[lvl], pos, neg, 10.0).T.float(), atol=1e-5, rtol=0)
+    with pytest.raises(LangfieldError, match="unknown per-Gaussian"):
+        splat_channels(feats, pos, neg, "pixel")
+    with pytest.raises(LangfieldError, match="negative"):
+        splat_channels(feats, pos, neg[:0], kind)
+
+
+def test_composited_scores_are_the_opacity_weighted_mean_and_empty_pixels_are_zero():
+    from langfield.query.query2d import composited_relevancy, splat_channels
+    from langfield.query.relevancy import relevancy_from_similarities
+
+    feats, pos, neg = unit(1, 2, 8, seed=4), unit(1, 8, seed=5), unit(2, 8, seed=6)
+    sims = splat_channels(feats, pos, neg, "splat-sims")  # [2 Gaussians, 3]
+    # pixel 0: Gaussian 0 alone at alpha 0.5; pixel 1: both, weights 0.3 / 0.6; pixel 2: nothing
+    weights = torch.tensor([[0.5, 0.0], [0.3, 0.6], [0.0, 0.0]])
+    channels = (weights @ sims).reshape(1, 3, 3)
+    alpha = weights.sum(1).reshape(1, 3)
+    out = composited_relevancy(channels, alpha, 1, 1, "splat-sims")
+    mean = (weights[:2] @ sims) / weights[:2].sum(1, keepdim=True)
+    expect = relevancy_from_similarities(mean, 1)[0]
+    torch.testing.assert_close(out[0, 0, 0, :2], expect)
+    assert out[0, 0, 0, 0] == pytest.approx(float(relevancy_from_similarities(sims[:1], 1)[0, 0]), abs=1e-6)
+    assert out[0, 0, 0, 2] == 0.0
+    # composited relevancy: a mean of the two Gaussians' relevancies, so it lies between them
+    rel = splat_channels(feats, pos, neg, "splat-relevancy")[:, 0]
+    both = composited_relevancy((weights @ rel[:, None]).reshape(1, 3, 1), alpha, 1, 1, "splat-relevancy")[0, 0, 0, 1]
+    assert float(rel.min()) - 1e-6 <= float(both) <= float(rel.max()) + 1e-6

@@ -136,3 +136,42 @@ def test_export_selection_roundtrips_through_the_real_ply_writer(tmp_path):
     assert set(back.keys()) == set(params.keys())
     for k in params:
         torch.testing.assert_close(back[k].data, params[k].data[mask])
+
+
+def test_contribution_gate_drops_unseen_gaussians_and_their_level_vote(scene, tmp_path):
+    gr, mug, negs = scene
+    n = gr.num_gaussians
+    contribution = torch.full((n,), 10.0)
+    contribution[5:7] = 0.2  # two mug Gaussians hardly visible
+    # unseen Gaussians at level 0 that match the text would win the level without the gate
+    feats = gr.features.clone()
+    feats[0, 20:30] = mug[0]
+    contribution[20:30] = 0.0
+    gated = GaussianRelevancy(feats, gr.means, gr.opacities, normalize=False, contribution=contribution)
+    res = gated.query(mug[0], negs)
+    assert res.level == 1
+    assert res.mask.nonzero().flatten().tolist() == [7, 8, 9]
+    assert any(torch.equal(res.point, gr.means[i]) for i in (7, 8, 9))
+    # the gate is a setting: None keeps everyone, and a scene without contributions is not gated
+    no_gate = SelectionConfig(min_contribution=None)
+    assert gated.query(mug[0], negs, selection=no_gate).level == 0  # the unseen rows win without the gate
+    assert gated.query(mug[0], negs, QueryConfig(level=1), no_gate).mask[5:7].all()
+    ungated = GaussianRelevancy(feats, gr.means, gr.opacities, normalize=False)
+    assert ungated.visible() is None
+    # saved and loaded with the features
+    back = GaussianRelevancy.load(gated.save(tmp_path / "dec.pt"))
+    assert torch.equal(back.contribution, contribution)
+
+
+def test_load_contribution_reads_the_file_the_config_names(tmp_path):
+    from langfield.io import atomic_torch_save
+    from langfield.query.select3d import load_contribution
+
+    assert load_contribution(tmp_path, {}) is None
+    assert load_contribution(tmp_path, {"contribution_file": "codec/contribution.pt"}) is None
+    atomic_torch_save(tmp_path / "codec" / "contribution.pt", {"contribution": torch.arange(4.0)})
+    got = load_contribution(tmp_path, {"contribution_file": "codec/contribution.pt"})
+    assert torch.equal(got, torch.arange(4.0))
+    atomic_torch_save(tmp_path / "codec" / "contribution.pt", {"x": 1})
+    with pytest.raises(DataError, match="contribution"):
+        load_contribution(tmp_path, {"contribution_file": "codec/contribution.pt"})

@@ -83,4 +83,4 @@ def test_warnings_for_suspicious_data(room, capsys):
 def test_unposed_images_are_refused_like_reconstruct(tmp_path, capsys):
     for i in range(3):
         Image.fromarray(np.full((24, 32, 3), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
-    assert "pose front end" in _error(capsys, str(tmp_path))
+    assert "langfield poses" in _error(capsys, str(tmp_path))

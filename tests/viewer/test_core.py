@@ -193,3 +193,40 @@ def test_viewer_never_imports_training_code(viewer_scene):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "IMPORTED []" in out.stdout, out.stdout
+
+
+# --------------------------------------------------------------------------- passes, caches, methods
+
+
+def test_level_and_mode_switches_reuse_the_pass(core):
+    cam = _camera(core, "train", 1).resized(48)
+    core.render(cam, RenderRequest(mode="relevancy", query="floor"))
+    passes = core.passes
+    auto = core.render(cam, RenderRequest(mode="relevancy", query="floor"))
+    fixed = [core.render(cam, RenderRequest(mode="relevancy", query="floor", level=lv)) for lv in (0, 1)]
+    assert core.passes == passes  # a level switch is a re-pick of maps already rendered
+    assert [f.level for f in fixed] == [0, 1] and auto.level in (0, 1)
+    assert np.array_equal(fixed[auto.level].relevancy, auto.relevancy)
+    core.render(cam, RenderRequest(mode="features"))
+    core.render(cam, RenderRequest(mode="features", level=0))
+    assert core.passes == passes + 1  # features at any level: one latent pass
+    c2w = cam.c2w.copy()
+    c2w[:3, 3] += 1e-3
+    moved = ViewerCamera(c2w, cam.K, cam.width, cam.height)
+    core.render(moved, RenderRequest(mode="relevancy", query="floor", level=1))
+    assert core.passes == passes + 2  # a new camera renders again
+
+
+def test_every_relevancy_method_lights_the_same_label(core, synthetic_dataset):
+    from langfield.query.field import RELEVANCY_METHODS
+
+    views, labels = _eval_views(synthetic_dataset)
+    view = views[0]
+    ids = [i for i, lab in labels.items() if "floor" in (lab.part, lab.whole)]
+    on = np.isin(view.semantics.numpy(), ids)
+    cam = ViewerCamera(np.linalg.inv(view.viewmat.double().numpy()), view.K.double().numpy(), view.width, view.height)
+    for method in RELEVANCY_METHODS:
+        res = core.render(cam, RenderRequest(mode="relevancy", query="floor", method=method))
+        assert res.relevancy[on].mean() > res.relevancy[~on].mean() + 0.1, method
+    with pytest.raises(LangfieldError, match="unknown relevancy method"):
+        core.render(cam, RenderRequest(mode="relevancy", query="floor", method="nearest"))

@@ -15,7 +15,8 @@ import pytest
 from langfield.cli import main
 from langfield.viewer import RenderRequest, ViewCommand, ViewerConfig
 from langfield.viewer.command import INSTALL_HINT
-from langfield.viewer.server import ClientLoop
+from langfield.types import LangfieldError
+from langfield.viewer.loop import ClientLoop
 
 
 def test_default_host_is_localhost():
@@ -69,6 +70,8 @@ def test_client_loop_renders_a_preview_while_moving_then_the_full_frame(core):
         assert sizes[:2] == [(24, 32), (72, 96)]  # preview (long side 32), then full (long side 96), 4:3
         assert all(im.dtype == np.uint8 for im in client.images)
         assert status and "96" in status[-1] and "ms" in status[-1]
+        assert any(s.startswith("⏳ rendering 96×72") for s in status)  # busy indicator before the full frame
+        assert not any(s.startswith("⏳ rendering 32") for s in status)  # previews do not flash it
         time.sleep(0.5)
         assert len(client.images) == 2  # nothing more until something changes
         loop.refresh()  # a GUI change: straight to full size
@@ -89,9 +92,24 @@ def test_client_loop_survives_a_failing_render(core):
     try:
         loop.refresh()
         end = time.monotonic() + 5
-        while not status and time.monotonic() < end:
+        while not any("kaput" in s for s in status) and time.monotonic() < end:
             time.sleep(0.02)
-        assert status and "kaput" in status[0] and loop._thread.is_alive()
+        assert status[-1] == "render failed: RuntimeError: kaput" and loop._thread.is_alive()
+    finally:
+        loop.stop()
+
+
+def test_client_loop_full_size_follows_the_resolution_control(core):
+    client = _FakeClient(core.initial_camera())
+    size = [64]
+    loop = ClientLoop(client, lambda cam: core.render(cam, RenderRequest(mode="rgb")), ViewerConfig(max_size=96),
+                      max_size_fn=lambda: size[0])
+    try:
+        loop.refresh()
+        assert _wait_frames(client, 1)[0] == (48, 64)
+        size[0] = 40
+        loop.refresh()
+        assert _wait_frames(client, 2)[1] == (30, 40)
     finally:
         loop.stop()
 
@@ -102,52 +120,141 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_server_starts_on_localhost_and_stops_cleanly(core, plain_scene):
+class _Browser:
+    """A connected tab as the server's connect callback sees it (viser's GUI/scene API, a fake camera).
+
+    A bare websocket does not make viser report a client (the page's script must talk first), so the
+    callback is driven directly with handles of the running server's real GUI API.
+    """
+
+    _ids = iter(range(10_000, 20_000))
+
+    def __init__(self, server) -> None:
+        cam = _FakeClient(server.core.initial_camera())
+        scene = SimpleNamespace(add_point_cloud=server.server.scene.add_point_cloud,
+                                set_background_image=cam.scene.set_background_image)
+        self.client = SimpleNamespace(client_id=next(self._ids), gui=server.server.gui, scene=scene,
+                                      camera=cam.camera)
+        self.server = server
+        server._connect(self.client)
+        self.panel = server._panels[self.client.client_id]
+
+    def close(self) -> None:
+        self.server._disconnect(self.client)
+
+
+def _until(cond, timeout=10.0) -> bool:
+    end = time.monotonic() + timeout
+    while not cond() and time.monotonic() < end:
+        time.sleep(0.02)
+    return cond()
+
+
+def test_each_tab_gets_its_own_controls_and_a_query_applies_on_enter(core, tmp_path):
+    pytest.importorskip("viser")
+    from langfield.viewer.server import ViewerServer
+
+    server = ViewerServer(core, ViewerConfig(port=0, export_dir=tmp_path, max_size=200))
+    try:
+        assert server.host == "127.0.0.1" and server.port > 0
+        assert urllib.request.urlopen(server.url, timeout=10).status == 200
+        tab = _Browser(server)
+        p = tab.panel
+        req = p.request()
+        assert req.mode == "rgb" and req.level is None and req.query == "" and len(req.negatives) >= 1
+        assert p.mode.options == ("rgb", "depth", "features", "relevancy")
+        assert p.resolution.value == "200" and "200" in p.resolution.options and p.max_size() == 200
+        p.query.value = "floor"  # typing: nothing applies until Enter or Search
+        assert p.request().query == "" and "Enter" in p.status.content
+        p.query.value = "floor\n"  # Enter
+        assert p.query.value == "floor" and p.request().query == "floor" and p.mode.value == "relevancy"
+        p.negatives.value = "object, stuff ,"
+        p.level.value = "1: whole"
+        p.submit()  # the Search button
+        req = p.request()
+        assert req.level == 1 and req.negatives == ("object", "stuff") and req.method == "splat-sims"
+        p.select()
+        assert "Gaussians" in p.selection_status.content and not p.export.disabled and not p.clear.disabled
+        assert p.export_selection() == str(tmp_path / "floor.ply") and (tmp_path / "floor.ply").exists()
+        p.clear_selection()
+        assert p.export.disabled and p.clear.disabled and p._selection is None
+        p.threshold.value = 1.0
+        p.select()
+        assert p.export.disabled  # nothing above relevancy 1
+        # a second tab (or the same one reloaded) starts fresh: no query, rgb
+        other = _Browser(server)
+        assert other.panel is not p and other.panel.request().query == "" and other.panel.mode.value == "rgb"
+        assert p.request().query == "floor"
+        other.close()
+        assert _until(lambda: other.panel not in server.panels()) and _until(lambda: not other.panel.loop.alive)
+        tab.close()
+    finally:
+        server.stop()
+    assert not _port_open(server.port)
+
+
+def test_plain_scene_tab_has_no_language_controls(plain_scene):
     pytest.importorskip("viser")
     from langfield.viewer import RenderCore
     from langfield.viewer.server import ViewerServer
 
-    server = ViewerServer(core, ViewerConfig(port=0))
+    server = ViewerServer(RenderCore(plain_scene, backend="cpu"), ViewerConfig(port=0))
     try:
-        assert server.host == "127.0.0.1" and server.port > 0
-        assert urllib.request.urlopen(server.url, timeout=10).status == 200
-        req = server.request()
-        assert req.mode == "rgb" and req.level is None and req.query == "" and len(req.negatives) >= 1
-        assert server.mode.options == ("rgb", "depth", "features", "relevancy")
-        server.level.value = "1: whole"
-        server.query.value = "floor"
-        server.negatives.value = "object, stuff ,"
-        req = server.request()
-        assert req.level == 1 and req.query == "floor" and req.negatives == ("object", "stuff")
-        server._select()
-        assert "Gaussians" in server.selection_status.content and not server.export.disabled
-        server.threshold.value = 1.0
-        server._select()
-        assert server.export.disabled  # nothing above relevancy 1
+        p = _Browser(server).panel
+        assert p.mode.options == ("rgb", "depth") and p.request() == RenderRequest(mode="rgb")
     finally:
         server.stop()
-    assert not _port_open(server.port)
-    # a scene without language: only rgb/depth, no language widgets
-    plain = ViewerServer(RenderCore(plain_scene, backend="cpu"), ViewerConfig(port=0))
-    try:
-        assert plain.mode.options == ("rgb", "depth") and plain.request() == RenderRequest(mode="rgb")
-    finally:
-        plain.stop()
 
 
-def test_typing_a_query_rerenders_once_after_a_pause(core):
+def test_test_tiny_scene_shows_a_note_naming_the_labels(core):
+    from langfield.viewer.panel import tiny_encoder_note
+
+    note = tiny_encoder_note(core)
+    assert "test-tiny" in note and "floor" in note and "wall" in note
+
+
+def test_a_port_in_use_is_an_error_unless_port_0(core, viewer_scene, capsys):
     pytest.importorskip("viser")
     from langfield.viewer.server import ViewerServer
 
-    server = ViewerServer(core, ViewerConfig(port=0, typing_pause_s=0.2))
-    calls = []
-    server.refresh_all = lambda: calls.append(server.query.value)  # type: ignore[method-assign]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        with pytest.raises(LangfieldError, match=f"port {port} on 127.0.0.1 is already in use.*--port 0"):
+            ViewerServer(core, ViewerConfig(port=port))
+        assert main(["view", str(viewer_scene), "--port", str(port), "--backend", "cpu"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: port {port} on 127.0.0.1 is already in use")
+
+
+def test_missing_or_invalid_scene_is_one_line_exit_2(tmp_path, capsys):
+    pytest.importorskip("viser")
+    assert main(["view", str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: {tmp_path / 'nope'}: scene directory does not exist"]
+    (tmp_path / "empty").mkdir()
+    assert main(["view", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a langfield scene" in err[0]
+
+
+def test_a_bare_tcp_probe_logs_one_line(core, caplog):
+    pytest.importorskip("viser")
+    import logging
+
+    from langfield.viewer.server import ViewerServer
+
+    server = ViewerServer(core, ViewerConfig(port=0))
     try:
-        for partial in ("f", "fl", "flo", "floor"):  # one update per keystroke, as the browser sends them
-            server.query.value = partial
-        time.sleep(0.6)
-        assert calls == ["floor"]
-        server.level.value = "0: part"  # dropdowns re-render at once
-        assert calls == ["floor", "floor"]
+        with caplog.at_level(logging.INFO):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=5):
+                pass  # connect and hang up without a request, as a port probe does
+            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+                s.sendall(b"\x16\x03\x01garbage\r\n\r\n")  # not HTTP at all
+            _until(lambda: len([r for r in caplog.records if r.name.startswith("websockets")]) >= 1, 5)
+            time.sleep(0.3)
+        records = [r for r in caplog.records if r.name.startswith("websockets")]
+        assert all(r.exc_info is None and "\n" not in r.getMessage() for r in records)
+        assert all("bad connection" in r.getMessage() for r in records if r.levelno >= logging.ERROR)
     finally:
         server.stop()
