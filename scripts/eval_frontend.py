@@ -62,20 +62,40 @@ def fern(work: Path, iterations: int, fern_dir: Path) -> dict:
     return out
 
 
-def _gt_subset(gt: Path, names: set[str], out: Path) -> Path:
-    """A transforms file beside the true-pose dataset listing only ``names`` (without depth: the video run has none)."""
+def _truth_dataset(gt: Path, mp4: Path, names: set[str], out: Path) -> Path:
+    """The true poses of the selected frames with the video's own decoded pixels (so both runs fit the same
+    compressed images; the generator's lossless renders would favour the true-pose run by the codec's loss)."""
+    import cv2
+
     meta = json.loads((gt / "transforms.json").read_text())
     frames = [dict(f) for f in meta["frames"] if Path(f["file_path"]).stem in names]
-    for f in frames:
-        f.pop("depth_file_path", None)
+    want = {int(Path(f["file_path"]).stem.split("_")[-1]): f for f in frames}
+    (out / "images").mkdir(parents=True)
+    cap = cv2.VideoCapture(str(mp4))
+    index = 0
+    while want:
+        ok, bgr = cap.read()
+        if not ok:
+            raise SystemExit(f"{mp4}: ended before frame {min(want)}")
+        f = want.pop(index, None)
+        if f is not None:
+            name = Path(f["file_path"]).name
+            cv2.imwrite(str(out / "images" / name), bgr)
+            f["file_path"] = f"images/{name}"
+            f.pop("depth_file_path", None)
+            f.pop("semantics_path", None)
+        index += 1
+    cap.release()
     meta["frames"] = frames
-    path = gt / out.name
-    atomic_write_json(path, meta)
-    return path
+    if meta.get("ply_file_path"):
+        shutil.copy(gt / meta["ply_file_path"], out / Path(meta["ply_file_path"]).name)
+        meta["ply_file_path"] = Path(meta["ply_file_path"]).name
+    atomic_write_json(out / "transforms.json", meta)
+    return out
 
 
 def video(work: Path, iterations: int, n_video: int, n_frames: int, downscale: int,
-          given: Optional[tuple[Path, Path]] = None) -> dict:
+          given: Optional[tuple[Path, Path]] = None, reuse: bool = False) -> dict:
     from langfield.synthetic.video import render_video
 
     mp4, gt = given or (work / f"room_{n_video}.mp4", work / f"room_{n_video}_gt")
@@ -84,17 +104,18 @@ def video(work: Path, iterations: int, n_video: int, n_frames: int, downscale: i
         t0 = time.perf_counter()
         render_video(mp4, seed=7, n_frames=n_video, width=640, height=480, gt_dir=_fresh(gt))
         out["render_video_s"] = time.perf_counter() - t0
-    scene = _fresh(work / "video_scene")
+    scene = work / "video_scene"
     common = ["--iterations", str(iterations), "--features", "none", "--downscale", str(downscale), "--quiet"]
-    out["reconstruct_video_s"] = _run(["reconstruct", str(mp4), "--out", str(scene), "--frames.num-frames",
-                                       str(n_frames), *common])
+    if not (reuse and (scene / "eval" / "report.json").is_file()):
+        out["reconstruct_video_s"] = _run(["reconstruct", str(mp4), "--out", str(_fresh(scene)),
+                                           "--frames.num-frames", str(n_frames), *common])
     report = json.loads((scene / "data" / "sfm_report.json").read_text())
     out["sfm_report"] = report
     acc = compare_poses(scene / "data", gt)
     out["accuracy"] = acc
     made = json.loads((scene / "data" / "transforms.json").read_text())
     names = {Path(f["file_path"]).stem for f in made["frames"]}
-    truth = _gt_subset(gt, names, work / "transforms_selected.json")
+    truth = _truth_dataset(gt, mp4, names, _fresh(work / "truth_selected"))
     gt_scene = _fresh(work / "video_gt_scene")
     out["reconstruct_true_poses_s"] = _run(["reconstruct", str(truth), "--out", str(gt_scene), *common])
     out["psnr_video"], out["psnr_true_poses"] = _psnr(scene), _psnr(gt_scene)
@@ -112,6 +133,7 @@ def main() -> int:
     ap.add_argument("--downscale", type=int, default=2, help="training --downscale of the video runs")
     ap.add_argument("--fern", type=Path, default=FERN)
     ap.add_argument("--video", type=Path, default=None, help="an existing synthetic video (with --gt: its true poses)")
+    ap.add_argument("--reuse", action="store_true", help="keep a finished video scene from an earlier run")
     ap.add_argument("--gt", type=Path, default=None, help="the true-pose dataset of --video (render_video's gt_dir)")
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
@@ -120,7 +142,7 @@ def main() -> int:
         result["fern"] = fern(a.work, a.iterations, a.fern)
     if a.only in (None, "video"):
         given = (a.video, a.gt) if a.video is not None and a.gt is not None else None
-        result["video"] = video(a.work, a.iterations, a.video_frames, a.frames, a.downscale, given)
+        result["video"] = video(a.work, a.iterations, a.video_frames, a.frames, a.downscale, given, a.reuse)
     json.dump(result, sys.stdout, indent=2, default=str)
     print()
     return 0
