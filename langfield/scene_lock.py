@@ -211,6 +211,22 @@ def recover_interrupted_swap(scene: PathLike) -> Optional[str]:
     return "old"
 
 
+def swap_in(staging: PathLike, scene: PathLike) -> None:
+    """Put the finished directory ``staging`` in place of ``scene`` (hold its lock): two renames, the old
+    ``scene`` moved to ``.NAME.old`` first, so it exists until the new one is in place; a kill between the
+    renames is finished by the next writer (``recover_interrupted_swap``)."""
+    root = resolve_path(scene)
+    old = old_path(root)
+    if old.exists():
+        shutil.rmtree(old)
+    if os.path.lexists(root):
+        root.rename(old)
+    else:
+        root.parent.mkdir(parents=True, exist_ok=True)
+    Path(staging).rename(root)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def clean_leftovers(scene: PathLike, *, keep_staging: bool = False) -> list[Path]:
     """Remove what killed writers of ``scene`` left (hold the lock): temp files, ``.NAME.old``, ``.NAME.partial``."""
     root = resolve_path(scene)

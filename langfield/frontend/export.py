@@ -29,7 +29,7 @@ import numpy as np
 from langfield.frontend.normalize import Normalization
 from langfield.frontend.sfm import SfmResult
 from langfield.io import atomic_write_bytes, atomic_write_json, atomic_write_with
-from langfield.scene_lock import old_path, staging_path
+from langfield.scene_lock import staging_path, swap_in
 from langfield.sources.conventions import invert_rigid, opengl_to_opencv_c2w
 from langfield.types import DataError
 
@@ -129,7 +129,7 @@ def export_dataset(
     shutil.rmtree(stage, ignore_errors=True)
     try:
         _build(sfm, stage, norm, report)
-        _swap_in(stage, out)
+        swap_in(stage, out)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)  # never leave half a dataset behind
         raise
@@ -170,14 +170,3 @@ def _build(sfm: SfmResult, stage: Path, norm: Normalization, report: Optional[di
     atomic_write_json(stage / TRANSFORMS, meta)  # last: a staging dir with transforms.json is complete
 
 
-def _swap_in(stage: Path, out: Path) -> None:
-    """Rename the finished ``stage`` onto ``out``, moving an existing ``out`` aside first."""
-    old = old_path(out)
-    if os.path.lexists(out):
-        shutil.rmtree(old, ignore_errors=True)
-        os.rename(out, old)
-        os.rename(stage, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(stage, out)

@@ -32,7 +32,7 @@ from typing import Any, Optional
 from langfield.io import atomic_write_json
 from langfield.scene import CONFIG_FILE, is_scene, latest_checkpoint
 from langfield.scene_lock import (
-    SceneLock, acquire, clean_leftovers, is_finished, note_recovery, old_path, recover_interrupted_swap, staging_path,
+    SceneLock, acquire, clean_leftovers, is_finished, note_recovery, recover_interrupted_swap, staging_path, swap_in,
 )
 from langfield.types import LangfieldError
 
@@ -164,10 +164,5 @@ class OutputDir:
         until the new one is in place, and a kill between the renames is finished by the next writer)."""
         if self.staging is None:
             return
-        root, old = self.root, old_path(self.root)
-        if old.exists():
-            shutil.rmtree(old)
-        root.rename(old)
-        self.staging.rename(root)
-        self.workdir, self.staging = root, None
-        shutil.rmtree(old, ignore_errors=True)
+        swap_in(self.staging, self.root)
+        self.workdir, self.staging = self.root, None

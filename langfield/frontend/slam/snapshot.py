@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from langfield.scene import TRAJECTORY_FILE, SceneCamera, save_scene, write_manifest
-from langfield.scene_lock import old_path, staging_path
+from langfield.scene_lock import staging_path, swap_in
 from langfield.trajectory import write_tum
 
 
@@ -34,11 +34,5 @@ def write_snapshot(root: Path, params: torch.nn.ParameterDict, cameras: list[Sce
     if len(timestamps):
         write_tum(staging / TRAJECTORY_FILE, timestamps, c2w, header="langfield slam: estimated c2w (OpenCV axes)")
     write_manifest(staging)  # as every finished scene: `langfield check` / readers verify its files
-    old = old_path(root)
-    if old.exists():
-        shutil.rmtree(old)
-    if root.exists():
-        root.rename(old)
-    staging.rename(root)
-    shutil.rmtree(old, ignore_errors=True)
+    swap_in(staging, root)
     return root
