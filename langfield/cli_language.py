@@ -19,6 +19,7 @@ import tyro
 
 from langfield.io import dumps_json
 from langfield.render.backend import Backend
+from langfield.query.select3d import SELECT_THRESHOLD
 from langfield.types import DataError, LangfieldError
 
 if TYPE_CHECKING:
@@ -132,7 +133,7 @@ class Select:
     """Query text."""
     out: Path
     """PLY file to write (the selected Gaussians, latents included)."""
-    threshold: float = 0.7
+    threshold: float = SELECT_THRESHOLD
     """Keep Gaussians whose LERF relevancy exceeds this (0.5 = beats every negative).  0.7: on the demo room
     (lift, 20 label queries) the 3D protocol gave alone/occlusion-aware IoU and precision 0.21/0.33/0.28 at
     0.5, 0.59/0.90/0.87 at 0.6 and 0.66/0.91/0.91 at 0.7 (docs/language3d.md)."""
@@ -234,7 +235,7 @@ class EvalQueries:
     protocol_3d: bool = True
     """Also run the 3D-selection protocol (select in 3D, render the selection alone / inside the scene,
     selection precision; ``eval/select3d_eval.py``) into the report's ``selection3d``."""
-    threshold: float = 0.7
+    threshold: float = SELECT_THRESHOLD
     """3D protocol: selection threshold on the Gaussians' raw LERF relevancy (as `langfield select`)."""
     min_contribution: Optional[float] = 1.0
     """3D protocol: drop Gaussians whose recorded total contribution is below this many pixels (as

@@ -8,7 +8,10 @@ as the median of ``--repeats`` runs after one warm-up.  A separate section
 times projection alone: native vs reference vs gsplat's pure-torch
 ``_fully_fused_projection``.  ``pose_gradients`` gives the cost of the camera-pose
 gradient: native forward + backward with ``viewmats.requires_grad`` vs without,
-as a ratio (320x240, 16 channels).
+as a ratio (320x240, 16 channels).  ``contribution`` times the per-Gaussian contribution pass of
+the language lift (``langfield/train/lift.py``): forward with zero features plus the backward of
+compositing with per-pixel targets as the output gradient, w.r.t. the features only (320x240;
+1 channel = visibility, 9 = the lift's 1 + L + L*D with 2 levels of 3).
 
 Scenes are random Gaussians in a box in front of the camera (depth 2..8,
 x/y inside the field of view) with scales chosen so an average Gaussian
@@ -25,6 +28,7 @@ either drifts by 20-40% over minutes).  On a GPU, gsplat's CUDA
     python scripts/bench_rasterizer.py --quick
     python scripts/bench_rasterizer.py --skip-reference-above 50000
     python scripts/bench_rasterizer.py --pose-only --counts 10000 50000   # cost of the pose gradient
+    python scripts/bench_rasterizer.py --contribution-only --counts 50000  # the lift's contribution pass
 """
 
 from __future__ import annotations
@@ -180,6 +184,36 @@ def bench_pose_gradients(counts: list[int], devices: list[str], repeats: int) ->
     return rows
 
 
+def contribution_pass(mod, s: dict, width: int, height: int, cotangent: torch.Tensor) -> None:
+    """The lift's per-Gaussian contribution pass: geometry detached, zero features, the backward of
+    compositing with ``cotangent`` [1, H, W, K] as the output gradient (``train.lift.gaussian_contributions``)."""
+    n = s["means"].shape[0]
+    feats = torch.zeros(1, n, cotangent.shape[-1], device=cotangent.device, requires_grad=True)
+    radii, means2d, depths, conics = mod.project_gaussians(s["means"], s["quats"], s["scales"], s["viewmats"],
+                                                           s["Ks"], width, height)
+    tw, th = (width + TILE - 1) // TILE, (height + TILE - 1) // TILE
+    _, ids, flat = mod.isect_tiles(means2d, radii, depths, TILE, tw, th)
+    offsets = mod.isect_offset_encode(ids, 1, tw, th)
+    out, _ = mod.rasterize_to_pixels(means2d, conics, feats, s["opacities"][None], radii, width, height, TILE,
+                                     offsets, flat)
+    torch.autograd.grad(out, feats, grad_outputs=cotangent)
+
+
+def bench_contribution(counts: list[int], devices: list[str], repeats: int) -> list[dict]:
+    """Time of the contribution pass per view (320x240) for 1 and 9 target channels, native backends."""
+    rows = []
+    for dev in devices:
+        for n in counts:
+            s = make_scene(n, 320, 240, 1, dev)
+            row: dict = {"device": dev, "n": n, "width": 320, "height": 240}
+            for k in (1, 9):
+                cot = torch.rand(1, 240, 320, k, generator=torch.Generator().manual_seed(k)).to(dev)
+                row[f"contribution_{k}ch_ms"] = timeit(lambda: contribution_pass(native, s, 320, 240, cot), repeats, dev)
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="10k/50k Gaussians, 3/16 channels, 320x240 only")
@@ -198,6 +232,8 @@ def main() -> int:
                     help="CPU threads (torch.set_num_threads, which also sets the kernels' OpenMP threads); 0 = default")
     ap.add_argument("--counts", type=int, nargs="*", help="override the Gaussian counts")
     ap.add_argument("--channels", type=int, nargs="*", help="override the channel counts")
+    ap.add_argument("--contribution-only", action="store_true",
+                    help="only the contribution-pass section (the language lift's per-Gaussian weights)")
     ap.add_argument("--pose-only", action="store_true",
                     help="only the pose-gradient section (backward with vs without viewmat gradients)")
     args = ap.parse_args()
@@ -231,6 +267,11 @@ def main() -> int:
         "cases": [],
         "projection": [],
     }
+    if not args.pose_only:
+        report["contribution"] = bench_contribution(counts, devices, args.repeats)
+    if args.contribution_only:
+        print(json.dumps(report, indent=2))
+        return 0
     report["pose_gradients"] = bench_pose_gradients(counts, devices, args.repeats)
     if args.pose_only:
         print(json.dumps(report, indent=2))

@@ -1,8 +1,14 @@
-"""Benchmark ``langfield slam`` on an RGB-D sequence: per-frame tracking / mapping ms, peak RSS, ATE (JSON).
+"""Benchmark ``langfield slam`` on an RGB-D sequence: per-frame ms (tracking / mapping / language), memory, ATE (JSON).
 
-    python scripts/bench_slam.py /tmp/h4big200 [--max-frames N] [--out DIR] [--set key=value ...]
+    python scripts/bench_slam.py [SEQ] [--frames 200] [--max-frames N] [--out DIR] [--set key=value ...]
 
-Without a sequence path it generates the 320x240 synthetic smooth-path sequence (200 frames).
+Without SEQ it generates the 320x240 synthetic smooth-path sequence of ``--frames`` frames (the
+generator's ``path="smooth"``; 1000 frames walk the same path in 5x smaller steps).  ``--set`` takes
+any SlamConfig field (tuples as ``odo_iters=10,6,4``).  Memory: ``peak_rss_mb`` (the process's high
+water mark) and ``rss_mb`` sampled at ten points over the frames (current resident set, from
+/proc/self/statm), so a flat trend shows that nothing grows with the number of frames.
+Time: ``s_per_frame`` is wall time; ``cpu_s_per_frame`` the process's CPU time per frame (with
+``--threads 1`` the wall time an idle core would give; the per-stage ms are wall time).
 """
 
 from __future__ import annotations
@@ -10,62 +16,117 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import resource
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+
+def current_rss_mb() -> float:
+    """Resident set size of this process now, MiB (Linux)."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def parse_override(defaults: Any, item: str) -> tuple[str, Any]:
+    """``key=value`` -> (key, value typed like the SlamConfig default)."""
+    key, value = item.split("=", 1)
+    if not hasattr(defaults, key):
+        raise SystemExit(f"error: --set {item}: SlamConfig has no field {key!r}")
+    current = getattr(defaults, key)
+    if isinstance(current, bool):
+        return key, value.lower() in ("1", "true", "yes")
+    if isinstance(current, tuple):
+        kind = type(current[0]) if current else int
+        return key, tuple(kind(v) for v in value.split(",") if v)
+    if current is None:
+        return key, None if value.lower() == "none" else int(value)
+    return key, value if isinstance(current, str) else type(current)(value)
+
+
+def stats_ms(values: np.ndarray) -> dict[str, float]:
+    return {"mean": round(float(values.mean()), 1), "median": round(float(np.median(values)), 1),
+            "p90": round(float(np.percentile(values, 90)), 1), "max": round(float(values.max()), 1)}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("sequence", nargs="?", type=Path)
+    ap.add_argument("--frames", type=int, default=200, help="frames of the generated sequence (without SEQ)")
     ap.add_argument("--max-frames", type=int, default=None)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--set", action="append", default=[], help="SlamConfig field=value")
     args = ap.parse_args()
 
-    from langfield.frontend.slam import SlamConfig, run_slam
-    from langfield.trajectory import ate
+    import torch
 
+    from langfield.frontend.slam import SlamConfig, run_slam
+    from langfield.trajectory import ate, rpe
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="bench_slam_"))
     seq = args.sequence
+    generate_s = None
     if seq is None:
         from langfield.synthetic import generate_scene
 
         seq = work / "seq"
-        generate_scene(seq, seed=0, width=320, height=240, n_train=200, n_eval=0, path="smooth")
-    defaults = SlamConfig()
-    overrides = {}
-    for item in args.set:
-        key, value = item.split("=", 1)
-        kind = type(getattr(defaults, key))
-        overrides[key] = value if kind is str else (value.lower() == "true" if kind is bool else kind(value))
-    cfg = SlamConfig(max_frames=args.max_frames, progress=False, **overrides)
+        t0 = time.perf_counter()
+        generate_scene(seq, seed=0, width=320, height=240, n_train=args.frames, n_eval=0, path="smooth")
+        generate_s = time.perf_counter() - t0
+    overrides = dict(parse_override(SlamConfig(), item) for item in args.set)
+    cfg = SlamConfig(max_frames=args.max_frames, **{"progress": True, **overrides})
     out = args.out or work / "scene"
-    t0 = time.perf_counter()
-    r = run_slam(seq, out, cfg, overwrite=True)
-    wall = time.perf_counter() - t0
-    track = np.array([s.track_ms for s in r.frames[1:]] or [0.0])
+    rss: list[tuple[int, float]] = []
+
+    def sample(line: str) -> None:
+        # One progress line per frame: sample the resident set (ten points kept below).
+        if line.startswith("frame "):
+            rss.append((len(rss) + 1, current_rss_mb()))
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    r = run_slam(seq, out, cfg, overwrite=True, log=sample)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    frames = r.frames[1:] or r.frames  # frame 0 is anchored, not tracked
+    track = np.array([s.track_ms for s in frames])
     mapping = np.array([s.map_ms for s in r.frames])
-    report = {
-        "sequence": str(seq), "frames": len(r.c2w), "keyframes": r.num_keyframes, "gaussians": r.num_gaussians,
-        "wall_s": round(wall, 2), "s_per_frame": round(wall / max(len(r.c2w), 1), 3),
-        "track_ms": {"mean": round(float(track.mean()), 1), "median": round(float(np.median(track)), 1)},
-        "map_ms": {"mean": round(float(mapping.mean()), 1), "median": round(float(np.median(mapping)), 1)},
+    language = np.array([getattr(s, "language_ms", 0.0) for s in r.frames])
+    n = len(r.c2w)
+    picks = sorted({int(round(k)) for k in np.linspace(0, len(rss) - 1, 10)}) if rss else []
+    report: dict[str, Any] = {
+        "sequence": str(seq), "frames": n, "keyframes": r.num_keyframes, "gaussians": r.num_gaussians,
+        "wall_s": round(wall, 2), "s_per_frame": round(wall / max(n, 1), 3),
+        # CPU seconds of this process per frame: with --threads 1 it is what the wall time would be on an
+        # idle core, the figure to read when other jobs share the machine (compare load_avg).
+        "cpu_s_per_frame": round(cpu / max(n, 1), 3),
+        "track_ms": stats_ms(track), "map_ms": stats_ms(mapping), "language_ms": stats_ms(language),
+        "per_frame_ms_sum": round(float(track.mean() + mapping.mean() + language.mean()), 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "rss_mb": {str(rss[k][0]): round(rss[k][1], 1) for k in picks},
+        "load_avg": [round(x, 2) for x in os.getloadavg()],
+        "torch_threads": torch.get_num_threads(),
         "config": dataclasses.asdict(cfg),
     }
+    if generate_s is not None:
+        report["generate_s"] = round(generate_s, 1)
     if r.gt_c2w is not None:
         ok = np.isfinite(r.gt_c2w).all(axis=(1, 2))
         if ok.sum() >= 3:
             e = ate(r.c2w[ok], r.gt_c2w[ok])
             report["ate_rmse_m"] = e.rmse
             report["ate_max_m"] = e.max
-    print(json.dumps(report, indent=2))
+            p = rpe(r.c2w[ok], r.gt_c2w[ok])
+            report["rpe"] = {k: v for k, v in dataclasses.asdict(p).items() if not isinstance(v, np.ndarray)}
+    print(json.dumps(report, indent=2, default=float))
     if args.out is None:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -10,7 +10,8 @@ Frame times go through the viewer's ``RenderCore`` exactly as a browser frame do
 * ``relevancy[METHOD]``: a frame of an already typed query while orbiting;
 * ``relevancy_new_query[METHOD]``: the first frame of a query (its per-Gaussian channels are
   computed; the Gaussians' decode, once per scene, is timed apart as ``decode_gaussians_s``);
-* ``level_switch[METHOD]``: the same camera and query at another level (targets: <= 1 RGB frame).
+* ``level_switch[METHOD]``: the same camera and query at another level (targets: <= 1 RGB frame);
+* ``selection``: an rgb frame with the query's 3D selection highlighted (Select 3D, drawn in the pass).
 
 Quality: ``eval-queries``' protocol (``langfield.eval.queries``) on the scene's labelled held-out
 views, once per method. ``--images DIR`` writes ``relevancy_before_after.png``: one held-out view at
@@ -65,13 +66,19 @@ def _median_s(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def frame_times(core: RenderCore, base: ViewerCamera, query: str, repeats: int) -> dict:
+def frame_times(core: RenderCore, base: ViewerCamera, query: str, repeats: int,
+                methods: tuple[str, ...] = RELEVANCY_METHODS) -> dict:
     out: dict[str, object] = {}
     out["rgb_s"] = _median_s(lambda i: core.render(_nudged(base, i), RenderRequest(mode="rgb")), repeats)
     out["features_s"] = _median_s(lambda i: core.render(_nudged(base, i), RenderRequest(mode="features")), repeats)
     ls = core.language
     assert ls is not None
-    for method in RELEVANCY_METHODS:
+    from langfield.viewer.selection import Selector
+
+    highlight = Selector(core).select(query).highlight
+    out["selection_s"] = _median_s(
+        lambda i: core.render(_nudged(base, 400 + i), RenderRequest(mode="rgb", selection=highlight)), repeats)
+    for method in methods:
         req = RenderRequest(mode="relevancy", query=query, method=method)
         out[f"relevancy_s[{method}]"] = _median_s(lambda i: core.render(_nudged(base, 100 + i), req), repeats)
 
@@ -95,13 +102,14 @@ def frame_times(core: RenderCore, base: ViewerCamera, query: str, repeats: int) 
             switch(i)
         out[f"level_switch_s[{method}]"] = statistics.median(switch.times)  # type: ignore[attr-defined]
     rgb = float(out["rgb_s"])  # type: ignore[arg-type]
-    for method in RELEVANCY_METHODS:
+    out["selection_over_rgb"] = float(out["selection_s"]) / rgb  # type: ignore[arg-type]
+    for method in methods:
         out[f"relevancy_over_rgb[{method}]"] = float(out[f"relevancy_s[{method}]"]) / rgb  # type: ignore[arg-type]
         out[f"level_switch_over_rgb[{method}]"] = float(out[f"level_switch_s[{method}]"]) / rgb  # type: ignore[arg-type]
     return out
 
 
-def quality(core: RenderCore, max_views: int) -> dict:
+def quality(core: RenderCore, max_views: int, methods: tuple[str, ...] = RELEVANCY_METHODS) -> dict:
     """``eval-queries``' localisation / mIoU on the held-out labelled views, per method."""
     from langfield.cli_language import label_annotations
     from langfield.eval.queries import aggregate, evaluate_frame
@@ -114,7 +122,7 @@ def quality(core: RenderCore, max_views: int) -> dict:
     ids = (capture.eval_ids or capture.train_ids)[:max_views]
     views = load_views(capture, ids, downscale=settings.train.downscale, device="cpu")
     out = {}
-    for method in RELEVANCY_METHODS:
+    for method in methods:
         results = []
         for view in views:
             assert view.semantics is not None
@@ -158,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--query", default="table")
     ap.add_argument("--backend", default="auto")
-    ap.add_argument("--quality-views", type=int, default=8, help="held-out views scored per method")
+    ap.add_argument("--quality-views", type=int, default=8, help="held-out views scored per method (0: no quality)")
+    ap.add_argument("--methods", nargs="+", default=list(RELEVANCY_METHODS), choices=RELEVANCY_METHODS,
+                    help="relevancy methods to time and score (default all; pixel takes seconds per frame)")
     ap.add_argument("--images", type=Path, help="write relevancy_before_after.png here")
     ap.add_argument("--image-queries", nargs="+", default=["table", "chair", "wall"],
                     help="queries of the before/after sheet (one row each)")
@@ -181,14 +191,15 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, object] = {
         "scene": str(scene), "gaussians": core.field.num_gaussians, "device": core.device,
         "backend": args.backend, "threads": torch.get_num_threads(), "query": args.query,
-        "methods": list(RELEVANCY_METHODS), "decode_gaussians_s": time.perf_counter() - t0,
+        "methods": list(args.methods), "decode_gaussians_s": time.perf_counter() - t0,
     }
     cams = core.scene.cameras_of("eval") or core.scene.cameras
     base = ViewerCamera.from_scene_camera(cams[0])
     for size in args.sizes:
         w, h = (int(x) for x in size.lower().split("x"))
-        report[size] = frame_times(core, _camera(base, w, h), args.query, args.repeats)
-    report["quality"] = quality(core, args.quality_views)
+        report[size] = frame_times(core, _camera(base, w, h), args.query, args.repeats, tuple(args.methods))
+    if args.quality_views > 0:
+        report["quality"] = quality(core, args.quality_views, tuple(args.methods))
     if args.images is not None:
         report["image"] = str(before_after(core, args.image_queries, args.images))
     print(dumps_json(report))

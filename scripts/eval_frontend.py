@@ -62,9 +62,32 @@ def fern(work: Path, iterations: int, fern_dir: Path) -> dict:
     return out
 
 
-def _truth_dataset(gt: Path, mp4: Path, names: set[str], out: Path) -> Path:
+def _sfm_points_in_truth(video_data: Path, gt: Path, out_ply: Path) -> int:
+    """The video dataset's sparse points moved into the true world by the Sim(3) that aligns its camera centres
+    onto the true ones (``compare_poses``' alignment); written as a PLY at ``out_ply``, returns the count."""
+    import numpy as np
+
+    from langfield.eval.poses import _poses_by_stem
+    from langfield.frontend.export import write_points_ply
+    from langfield.sources.points import read_ply_points
+    from langfield.trajectory import align_trajectory
+
+    est, truth = _poses_by_stem(video_data), _poses_by_stem(gt)
+    common = sorted(set(est) & set(truth))
+    _, (rot, trans, scale) = align_trajectory(np.stack([est[k] for k in common]), np.stack([truth[k] for k in common]),
+                                              with_scale=True)
+    meta = json.loads((video_data / "transforms.json").read_text())
+    xyz, rgb = read_ply_points(video_data / meta["ply_file_path"])
+    write_points_ply(out_ply, scale * xyz.astype(np.float64) @ rot.T + trans, rgb)
+    return len(xyz)
+
+
+def _truth_dataset(gt: Path, mp4: Path, names: set[str], out: Path, init_from: Optional[Path] = None) -> Path:
     """The true poses of the selected frames with the video's own decoded pixels (so both runs fit the same
-    compressed images; the generator's lossless renders would favour the true-pose run by the codec's loss)."""
+    compressed images; the generator's lossless renders would favour the true-pose run by the codec's loss).
+
+    ``init_from``: a video dataset whose SfM points (aligned into the true world) replace the generator's exact
+    surface points as the initial Gaussians, so both runs also start from the same kind of point cloud."""
     import cv2
 
     meta = json.loads((gt / "transforms.json").read_text())
@@ -87,7 +110,10 @@ def _truth_dataset(gt: Path, mp4: Path, names: set[str], out: Path) -> Path:
         index += 1
     cap.release()
     meta["frames"] = frames
-    if meta.get("ply_file_path"):
+    if init_from is not None:
+        _sfm_points_in_truth(init_from, gt, out / "sfm_points.ply")
+        meta["ply_file_path"] = "sfm_points.ply"
+    elif meta.get("ply_file_path"):
         shutil.copy(gt / meta["ply_file_path"], out / Path(meta["ply_file_path"]).name)
         meta["ply_file_path"] = Path(meta["ply_file_path"]).name
     atomic_write_json(out / "transforms.json", meta)
@@ -95,7 +121,8 @@ def _truth_dataset(gt: Path, mp4: Path, names: set[str], out: Path) -> Path:
 
 
 def video(work: Path, iterations: int, n_video: int, n_frames: int, downscale: int,
-          given: Optional[tuple[Path, Path]] = None, reuse: bool = False) -> dict:
+          given: Optional[tuple[Path, Path]] = None, reuse: bool = False, truth_init: str = "generator",
+          extra: tuple[str, ...] = ()) -> dict:
     from langfield.synthetic.video import render_video
 
     mp4, gt = given or (work / f"room_{n_video}.mp4", work / f"room_{n_video}_gt")
@@ -105,7 +132,7 @@ def video(work: Path, iterations: int, n_video: int, n_frames: int, downscale: i
         render_video(mp4, seed=7, n_frames=n_video, width=640, height=480, gt_dir=_fresh(gt))
         out["render_video_s"] = time.perf_counter() - t0
     scene = work / "video_scene"
-    common = ["--iterations", str(iterations), "--features", "none", "--downscale", str(downscale), "--quiet"]
+    common = ["--iterations", str(iterations), "--features", "none", "--downscale", str(downscale), "--quiet", *extra]
     if not (reuse and (scene / "eval" / "report.json").is_file()):
         out["reconstruct_video_s"] = _run(["reconstruct", str(mp4), "--out", str(_fresh(scene)),
                                            "--frames.num-frames", str(n_frames), *common])
@@ -115,7 +142,9 @@ def video(work: Path, iterations: int, n_video: int, n_frames: int, downscale: i
     out["accuracy"] = acc
     made = json.loads((scene / "data" / "transforms.json").read_text())
     names = {Path(f["file_path"]).stem for f in made["frames"]}
-    truth = _truth_dataset(gt, mp4, names, _fresh(work / "truth_selected"))
+    truth = _truth_dataset(gt, mp4, names, _fresh(work / "truth_selected"),
+                           init_from=scene / "data" if truth_init == "sfm" else None)
+    out["truth_init"] = truth_init
     gt_scene = _fresh(work / "video_gt_scene")
     out["reconstruct_true_poses_s"] = _run(["reconstruct", str(truth), "--out", str(gt_scene), *common])
     out["psnr_video"], out["psnr_true_poses"] = _psnr(scene), _psnr(gt_scene)
@@ -135,6 +164,11 @@ def main() -> int:
     ap.add_argument("--video", type=Path, default=None, help="an existing synthetic video (with --gt: its true poses)")
     ap.add_argument("--reuse", action="store_true", help="keep a finished video scene from an earlier run")
     ap.add_argument("--gt", type=Path, default=None, help="the true-pose dataset of --video (render_video's gt_dir)")
+    ap.add_argument("--truth-init", choices=["generator", "sfm"], default="generator",
+                    help="initial points of the true-pose run: the generator's exact surface points, or the video "
+                         "SfM's sparse points aligned into the true world (the same start as the video run)")
+    ap.add_argument("--train-arg", action="append", default=[],
+                    help="extra reconstruct argument for both video runs (repeatable), e.g. --train-arg=--optimize-poses")
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
     result: dict = {}
@@ -142,7 +176,8 @@ def main() -> int:
         result["fern"] = fern(a.work, a.iterations, a.fern)
     if a.only in (None, "video"):
         given = (a.video, a.gt) if a.video is not None and a.gt is not None else None
-        result["video"] = video(a.work, a.iterations, a.video_frames, a.frames, a.downscale, given, a.reuse)
+        result["video"] = video(a.work, a.iterations, a.video_frames, a.frames, a.downscale, given, a.reuse,
+                                a.truth_init, tuple(a.train_arg))
     json.dump(result, sys.stdout, indent=2, default=str)
     print()
     return 0

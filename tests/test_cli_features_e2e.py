@@ -29,7 +29,7 @@ def test_reconstruct_and_query_with_image_features(method, extra, levels, synthe
 
     out = tmp_path / "scene"
     rc = main(["reconstruct", str(synthetic_dataset), "--out", str(out), "--iterations", "60", "--backend", "cpu",
-               "--features", method, "--clip", TINY, *extra, "--latent-iterations", "60", "--codec-steps", "100",
+               "--features", method, "--clip", TINY, *extra, "--latent-iterations", "60", "--language.refine-iterations", "60", "--codec-steps", "100",
                "--latent-dim", "4", "--checkpoint-every", "0", "--quiet"])
     assert rc == 0
     lang = json.loads((out / "config.json").read_text())["language"]
@@ -38,7 +38,7 @@ def test_reconstruct_and_query_with_image_features(method, extra, levels, synthe
     scene = load_scene(out)
     assert scene.params["latents"].shape == (scene.num_gaussians, len(levels) * 4)
     joint = "joint" in extra
-    assert lang["schedule"] == ("joint" if joint else "sequential")
+    assert lang["schedule"] == ("joint" if joint else "refine")
     key = "joint_latent_loss" if joint else "latent_loss"
     assert lang[f"{key}_last"] < lang[f"{key}_first"]  # the latent stage learned something
 

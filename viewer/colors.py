@@ -15,8 +15,10 @@ _MIN_ALPHA = 1e-3
 
 
 def to_uint8(rgb: torch.Tensor | np.ndarray) -> np.ndarray:
-    """[H, W, 3] float in [0, 1] -> uint8."""
-    a = rgb.detach().float().cpu().numpy() if isinstance(rgb, torch.Tensor) else np.asarray(rgb, np.float32)
+    """[H, W, 3] float in [0, 1] -> uint8 (a tensor is converted on its device: a quarter of the bytes to copy)."""
+    if isinstance(rgb, torch.Tensor):
+        return (rgb.detach().float().clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+    a = np.asarray(rgb, np.float32)
     return (np.clip(a, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
@@ -91,3 +93,92 @@ def colorize_depth(depth: torch.Tensor, alpha: torch.Tensor) -> np.ndarray:
     d = depth.detach().float().cpu().numpy().copy()
     d[alpha.detach().float().cpu().numpy() < 0.05] = 0.0  # nearly empty pixels carry noisy depth
     return _colorize(d)
+
+
+# --------------------------------------------------------------------------- relevancy colours
+
+COLORMAPS: tuple[str, ...] = ("turbo", "hot", "gray")
+"""Colormaps of the relevancy heatmap (turbo is ``langfield query``'s)."""
+LUT_SIZE = 1024
+"""Entries of a colormap table: turbo's steepest slope moves under half a grey level per entry."""
+OVERLAY_OPACITY = 0.6
+"""Heatmap weight over RGB on relevant pixels (``langfield.query.heatmap_overlay``'s default)."""
+OVERLAY_DIM = 0.3
+"""Brightness of the RGB on the other pixels (``heatmap_overlay``'s default)."""
+
+
+def _colormap(name: str, t: np.ndarray) -> np.ndarray:
+    """[T] in [0, 1] -> [T, 3] float32 colours of ``name``."""
+    from langfield.query import turbo_colormap
+
+    if name == "turbo":
+        return turbo_colormap(t)
+    if name == "hot":  # black -> red -> yellow -> white
+        return np.clip(np.stack([3 * t, 3 * t - 1, 3 * t - 2], axis=-1), 0, 1).astype(np.float32)
+    if name == "gray":
+        return np.repeat(t[:, None], 3, axis=1).astype(np.float32)
+    raise ValueError(f"unknown colormap {name!r} (one of {', '.join(COLORMAPS)})")
+
+
+_LUTS: dict[tuple[str, str], torch.Tensor] = {}
+
+
+def colormap_lut(name: str, device: torch.device | str = "cpu") -> torch.Tensor:
+    """[LUT_SIZE, 3] float32 table of colormap ``name`` on ``device`` (built once): index round(v * (LUT_SIZE-1))."""
+    key = (name, str(torch.device(device)))
+    if key not in _LUTS:
+        t = np.linspace(0.0, 1.0, LUT_SIZE)
+        _LUTS[key] = torch.from_numpy(_colormap(name, t)).to(device)
+    return _LUTS[key]
+
+
+@dataclass(frozen=True)
+class RelevancyStyle:
+    """How raw relevancy becomes heatmap colours."""
+
+    colormap: str = "turbo"
+    """One of ``COLORMAPS``."""
+    range: Optional[tuple[float, float]] = None
+    """Raw LERF relevancy (lo, hi) mapped to the colormap's ends, the same in every view; None = LERF's
+    per-view rule (``normalize_relevancy(r, "lerf")``: 0.5 .. the view's maximum)."""
+
+    def __post_init__(self) -> None:
+        if self.colormap not in COLORMAPS:
+            raise ValueError(f"unknown colormap {self.colormap!r} (one of {', '.join(COLORMAPS)})")
+        if self.range is not None and not self.range[0] < self.range[1]:
+            raise ValueError(f"relevancy range must have lo < hi, got {self.range}")
+
+
+def relevancy_overlay(rgb: torch.Tensor, rel: torch.Tensor, style: RelevancyStyle = RelevancyStyle()) -> np.ndarray:
+    """Heatmap of raw relevancy ``rel`` [H, W] over ``rgb`` [H, W, 3] in [0, 1] -> uint8 [H, W, 3].
+
+    ``langfield.query.heatmap_overlay``'s rule (relevant pixels ``0.4 rgb + 0.6 colour``, the rest
+    ``0.3 rgb``; with the default style the same image to within one grey level), computed in torch
+    on the render's device with a colormap table: no per-pixel polynomial, no float64 copies.
+    """
+    from langfield.query import normalize_relevancy
+
+    r = rel.float()
+    if style.range is None:
+        v = normalize_relevancy(r, "lerf")
+    else:
+        lo, hi = style.range
+        v = ((r - lo) / (hi - lo)).clamp(0.0, 1.0)
+    hot = v > 0
+    # per pixel: base * (0.4 if hot else 0.3) + (0.6 * colour if hot else 0); the cold pixels index an
+    # extra all-zero row of the table, so every step is a 2D op or one [H, W, 3] multiply-add
+    idx = torch.where(hot, (v * (LUT_SIZE - 1) + 0.5).long(), LUT_SIZE)
+    table = _overlay_table(style.colormap, r.device)
+    colour = table.index_select(0, idx.reshape(-1)).reshape(*idx.shape, 3)
+    keep = torch.where(hot, 1.0 - OVERLAY_OPACITY, OVERLAY_DIM)[..., None]
+    out = rgb.float().clamp(0.0, 1.0) * keep + colour
+    return to_uint8(out)
+
+
+def _overlay_table(name: str, device: torch.device | str) -> torch.Tensor:
+    """[LUT_SIZE + 1, 3]: ``OVERLAY_OPACITY`` times the colormap, then a zero row for pixels left cold."""
+    key = (f"overlay:{name}", str(torch.device(device)))
+    if key not in _LUTS:
+        lut = colormap_lut(name, device)
+        _LUTS[key] = torch.cat([OVERLAY_OPACITY * lut, lut.new_zeros(1, 3)])
+    return _LUTS[key]

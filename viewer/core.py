@@ -20,7 +20,8 @@ import torch
 
 from langfield.types import LangfieldError
 from langfield.viewer.camera import ViewerCamera
-from langfield.viewer.colors import PcaBasis, colorize_depth, to_uint8
+from langfield.viewer.colors import PcaBasis, RelevancyStyle, colorize_depth, relevancy_overlay, to_uint8
+from langfield.viewer.highlight import Highlight, apply_highlight
 
 if TYPE_CHECKING:
     from langfield.query import FieldRelevancy, LanguageField, SceneField
@@ -52,6 +53,12 @@ class RenderRequest:
     (relevancy) or all levels concatenated (features)."""
     method: str = DEFAULT_METHOD
     """How relevancy is computed (``pixel`` = decode every pixel's latents, the old path; ``splat-*``)."""
+    style: RelevancyStyle = RelevancyStyle()
+    """Colormap and range of the relevancy heatmap."""
+    selection: Optional[Highlight] = None
+    """Selected Gaussians to draw, composited with depth in the frame's pass (None: no selection / hidden)."""
+    selection_only: bool = False
+    """With ``selection``: render the selected Gaussians alone (their colours tinted) instead of the scene."""
 
 
 @dataclass
@@ -204,7 +211,11 @@ class RenderCore:
 
     @torch.no_grad()
     def render(self, camera: ViewerCamera, request: RenderRequest) -> RenderResult:
-        """Render ``camera`` in ``request.mode``; a language mode on a scene without language shows RGB + note."""
+        """Render ``camera`` in ``request.mode``; a language mode on a scene without language shows RGB + note.
+
+        A selection (``request.selection``) adds its highlight channels to the same rasterizer pass;
+        with ``selection_only`` the pass renders the selected Gaussians alone.
+        """
         if request.mode not in MODES:
             raise LangfieldError(f"unknown viewer mode {request.mode!r} (one of {', '.join(MODES)})")
         language_mode = request.mode in LANGUAGE_MODES
@@ -213,16 +224,28 @@ class RenderCore:
             self.check_level(request.level)
         query = request.query.strip()
         what = ("rgb", "depth", "alpha")
+        notes: list[str] = []
         with self.lock:
+            hl = request.selection
+            if hl is not None and hl.version != self.field.version:
+                notes.append("the selection belongs to older Gaussians: select again")
+                hl = None
+            if hl is not None and hl.count == 0:
+                hl = None
+            only = hl is not None and request.selection_only
+            hl_key = None if hl is None else (hl.key, only)
+            hl_channels = None if hl is None else hl.channels(self.device)
+            subset = hl.mask if only and hl is not None else None
             # one rasterizer pass per frame: the relevancy call renders rgb/depth/alpha with its channels
             rel = None
-            if request.mode == "relevancy" and ls is not None and query:
+            if request.mode == "relevancy" and ls is not None and query and not only:
                 # every level's maps come from one pass: a level switch only re-picks (``at_level``)
-                key = self._key(camera, "relevancy", query, tuple(request.negatives), request.method)
+                key = self._key(camera, "relevancy", query, tuple(request.negatives), request.method, hl_key)
                 cached = self._recall(key)
                 if cached is None:
                     cached = ls.relevancy(camera, [query], negatives=request.negatives or None, level="auto",
-                                          what=what, method=request.method)  # type: ignore[arg-type]
+                                          what=what, method=request.method,  # type: ignore[arg-type]
+                                          extra=hl_channels)
                     self._remember(key, cached)
                 # the cached pass holds the auto choice: only a fixed level is re-picked (the auto pick's box
                 # filter is the costliest step after the rasterizer)
@@ -230,28 +253,38 @@ class RenderCore:
                 frame = rel.frame
             else:
                 want_latents = request.mode == "features" and ls is not None
-                key = self._key(camera, "latents" if want_latents else "plain")
+                key = self._key(camera, "latents" if want_latents else "plain", hl_key)
                 frame = self._recall(key)  # type: ignore[assignment]
                 if frame is None:
-                    frame = self.field.render(camera, what=what + (("latents",) if want_latents else ()))
+                    frame = self.field.render(camera, what=what + (("latents",) if want_latents else ()),
+                                              extra=hl_channels, subset=subset)
                     self._remember(key, frame)
             assert frame.rgb is not None and frame.alpha is not None and frame.depth is not None
             rgb, alpha, depth = frame.rgb, frame.alpha, frame.depth
-            result = RenderResult(image=to_uint8(rgb), depth=depth.float().cpu().numpy())
+            result = RenderResult(image=np.zeros((0, 0, 3), np.uint8), depth=depth.float().cpu().numpy())
+            image: torch.Tensor | np.ndarray = rgb
             if request.mode == "depth":
-                result.image = colorize_depth(depth, alpha)
+                image = colorize_depth(depth, alpha)
             elif language_mode and ls is None:
-                result.note = self.language_note
+                notes.append(self.language_note)
             elif request.mode == "features":
                 assert ls is not None
                 basis = self.pca_basis(request.level)
-                result.image = basis.colorize(frame.level_features(request.level, ls.latent_dim), alpha)
+                image = basis.colorize(frame.level_features(request.level, ls.latent_dim), alpha)
                 result.level = request.level
+            elif request.mode == "relevancy" and only:
+                notes.append("selection only: the selected Gaussians' colours")
             elif request.mode == "relevancy":
                 if rel is None:
-                    result.note = "type a query to see its relevancy"
+                    notes.append("type a query to see its relevancy")
                 else:
-                    self._relevancy(rel, rgb, result)
+                    image = self._relevancy(rel, rgb, request.style, result, notes)
+            if hl is not None:
+                assert frame.extra is not None
+                base = image if isinstance(image, torch.Tensor) else torch.from_numpy(image).to(rgb.device) / 255.0
+                image = apply_highlight(base, frame.extra[..., -hl_channels.shape[1]:])  # type: ignore[union-attr]
+            result.image = to_uint8(image) if isinstance(image, torch.Tensor) else image
+            result.note = " · ".join(n for n in notes if n)
         return result
 
     def _key(self, camera: ViewerCamera, *rest: object) -> tuple:
@@ -272,13 +305,12 @@ class RenderCore:
             self._frames.popitem(last=False)
 
     @staticmethod
-    def _relevancy(rel: "FieldRelevancy", rgb: torch.Tensor, result: RenderResult) -> None:
-        """Fill ``result`` with the LERF heatmap of the query over ``rgb``."""
-        from langfield.query import heatmap_overlay, normalize_relevancy
-
+    def _relevancy(rel: "FieldRelevancy", rgb: torch.Tensor, style: RelevancyStyle, result: RenderResult,
+                   notes: list[str]) -> np.ndarray:
+        """The heatmap of the query over ``rgb`` (``result`` gets the level and raw map)."""
         r = rel.relevancy[0]
-        result.image = heatmap_overlay(rgb, normalize_relevancy(r, "lerf"))
         result.level = int(rel.levels[0])
         result.relevancy = r.float().cpu().numpy()
-        if not float(r.max()) > 0.5:
-            result.note = "nothing in view beats the negatives"
+        if not float(result.relevancy.max()) > 0.5:
+            notes.append("nothing in view beats the negatives")
+        return relevancy_overlay(rgb, r, style)

@@ -103,6 +103,12 @@ class ClientLoop:
     def _draw(self, max_side: int, full: bool = True) -> None:
         camera = self._camera(max_side)
         if camera is None:
+            # No camera message yet: keep the frame due, so the loop retries at its next wake-up.  Otherwise a
+            # camera message that arrived before ``on_update`` was registered (or a refresh that came first)
+            # would leave the tab blank until the user moves the camera (seen under load in the browser test).
+            with self._state:
+                if self._pending is None:
+                    self._pending = "full" if full else "preview"
             return
         if full:  # the busy indicator: the old frame stays, the status says a new one is coming
             self.busy = True

@@ -12,9 +12,11 @@ from typing import Any, Optional
 
 from langfield.types import LangfieldError
 from langfield.viewer.camera import ViewerCamera
+from langfield.viewer.colors import COLORMAPS, RelevancyStyle
 from langfield.viewer.config import ViewerConfig
 from langfield.viewer.core import DEFAULT_METHOD, RenderCore, RenderRequest, RenderResult
 from langfield.viewer.loop import ClientLoop
+from langfield.viewer.selection import DEFAULT_THRESHOLD
 
 RESOLUTIONS: tuple[int, ...] = (256, 384, 512, 768, 1024, 1280)
 """Long sides the resolution control offers (the command line's ``--max-size`` is added when missing)."""
@@ -24,6 +26,10 @@ METHOD_LABELS: dict[str, str] = {
     "pixel": "per-pixel decode (slow, LangSplat)",
 }
 """Relevancy methods offered in the browser (``langfield.query.field.RELEVANCY_METHODS``)."""
+SELECTION_VIEWS: tuple[str, ...] = ("highlight in scene", "selection only", "hidden")
+"""How a 3D selection is drawn: tinted inside the scene (depth-correct), alone, or not at all (kept for export)."""
+RANGE_AUTO, RANGE_FIXED = "auto (0.5 .. view max)", "fixed"
+"""Options of the relevancy range control: LERF's per-view normalisation, or the fixed range slider."""
 
 
 def tiny_encoder_note(core: RenderCore) -> str:
@@ -44,8 +50,7 @@ class ClientPanel:
         self.client, self.core, self.config = client, core, config
         self.submitted = ""  # the query in effect (the box may hold unsubmitted text)
         self.submitted_negatives: tuple[str, ...] = ()
-        self._selection: Any = None
-        self._selection_handle: Any = None
+        self._selection: Any = None  # this tab's Selection (never shared, gone on reload)
         self._build(client.gui)
         self.loop = ClientLoop(client, self.frame, config, self.set_status, max_size_fn=self.max_size)
 
@@ -63,6 +68,7 @@ class ClientPanel:
         self.status = gui.add_markdown("")
         self.mode.on_update(lambda _: self.loop.refresh())
         self.resolution.on_update(lambda _: self.loop.refresh())
+        self._build_cameras(gui)
         if not core.has_language:
             gui.add_markdown(f"*{core.language_note}*")
             return
@@ -78,8 +84,16 @@ class ClientPanel:
             self.level = gui.add_dropdown("Level", ["auto", *[f"{i}: {n}" for i, n in enumerate(names)]])
             self.method = gui.add_dropdown("Relevancy", list(METHOD_LABELS.values()),
                                            initial_value=METHOD_LABELS[DEFAULT_METHOD])
-            self.threshold = gui.add_slider("Select threshold", 0.0, 1.0, 0.01, 0.5)
+            self.colormap = gui.add_dropdown("Colormap", COLORMAPS, initial_value=COLORMAPS[0])
+            self.range_mode = gui.add_dropdown("Range", [RANGE_AUTO, RANGE_FIXED], initial_value=RANGE_AUTO,
+                                               hint="auto: 0.5 (beats the negatives) .. the view's maximum")
+            self.range = gui.add_multi_slider("Fixed range", 0.0, 1.0, 0.01, (0.5, 1.0), disabled=True,
+                                              hint="raw relevancy mapped to the colormap's ends, in every view")
+        with gui.add_folder("3D selection"):
+            self.threshold = gui.add_slider("Select threshold", 0.0, 1.0, 0.01, DEFAULT_THRESHOLD,
+                                            hint="as `langfield select --threshold`")
             select = gui.add_button("Select 3D")
+            self.selection_view = gui.add_dropdown("Show selection", SELECTION_VIEWS, initial_value=SELECTION_VIEWS[0])
             self.clear = gui.add_button("Clear selection", disabled=True)
             self.export = gui.add_button("Export PLY", disabled=True)
             self.selection_status = gui.add_markdown("")
@@ -89,9 +103,41 @@ class ClientPanel:
         search.on_click(lambda _: self.submit())
         self.level.on_update(lambda _: self.loop.refresh())
         self.method.on_update(lambda _: self.loop.refresh())
+        self.colormap.on_update(lambda _: self.loop.refresh())
+        self.range.on_update(lambda _: self.loop.refresh())
+        self.range_mode.on_update(lambda _: self._range_mode_changed())
+        self.selection_view.on_update(lambda _: self.loop.refresh())
         select.on_click(lambda _: self.select())
         self.clear.on_click(lambda _: self.clear_selection())
         self.export.on_click(lambda _: self.export_selection())
+
+    def _build_cameras(self, gui: Any) -> None:
+        """Training-camera frustums of this tab (click one to jump there) and their show/hide toggle."""
+        from langfield.viewer.frustums import add_training_frustums
+
+        scene = self.core.scene
+        self.train_cameras = [(c.name, ViewerCamera.from_scene_camera(c))
+                              for c in (scene.cameras_of("train") or scene.cameras)]
+        with gui.add_folder("Training cameras"):
+            self.show_cameras = gui.add_checkbox("Show training cameras", True,
+                                                 hint="click a frustum to view the scene from that camera")
+            self.camera_status = gui.add_markdown(f"{len(self.train_cameras)} cameras · click one to jump there")
+        self.frustums = add_training_frustums(self.client, [c for _, c in self.train_cameras],
+                                              self.core.scene_extent(), self.jump_to_camera)
+        self.show_cameras.on_update(lambda _: self._show_cameras(bool(self.show_cameras.value)))
+
+    def _show_cameras(self, visible: bool) -> None:
+        for handle in self.frustums:
+            handle.visible = visible
+
+    def jump_to_camera(self, index: int) -> None:
+        """Move this tab's camera onto training camera ``index`` (a frustum click)."""
+        from langfield.viewer.frustums import jump_to
+
+        name, camera = self.train_cameras[index]
+        jump_to(self.client, camera)
+        self.camera_status.content = f"at training camera {index}: `{name}`"
+        self.loop.camera_moved()  # the browser echoes the move too; render without waiting for it
 
     def _parse_negatives(self) -> tuple[str, ...]:
         return tuple(t.strip() for t in self.negatives.value.replace("\n", ",").split(",") if t.strip())
@@ -117,6 +163,10 @@ class ClientPanel:
             self.mode.value = "relevancy"  # a query asks to see its relevancy (this re-renders too)
         self.loop.refresh()
 
+    def _range_mode_changed(self) -> None:
+        self.range.disabled = self.range_mode.value != RANGE_FIXED
+        self.loop.refresh()
+
     def max_size(self) -> int:
         return int(self.resolution.value)
 
@@ -131,8 +181,14 @@ class ClientPanel:
             return RenderRequest(mode=self.mode.value)
         level = None if self.level.value == "auto" else int(self.level.value.split(":")[0])
         method = next(k for k, v in METHOD_LABELS.items() if v == self.method.value)
+        lo, hi = (float(x) for x in self.range.value)
+        fixed = self.range_mode.value == RANGE_FIXED and lo < hi
+        style = RelevancyStyle(colormap=self.colormap.value, range=(lo, hi) if fixed else None)
+        view = self.selection_view.value
+        shown = None if self._selection is None or view == "hidden" else self._selection.highlight
         return RenderRequest(mode=self.mode.value, query=self.submitted, negatives=self.submitted_negatives,
-                             level=level, method=method)
+                             level=level, method=method, style=style, selection=shown,
+                             selection_only=view == "selection only")
 
     def frame(self, camera: ViewerCamera) -> RenderResult:
         return self.core.render(camera, self.request())
@@ -143,31 +199,35 @@ class ClientPanel:
     # ------------------------------------------------------------------ 3D selection
 
     def select(self) -> None:
+        """Select 3D: the Gaussians ``langfield select`` would pick, drawn as splats in this tab's frames."""
         from langfield.viewer.selection import Selector
 
         req = self.request()
-        self.selection_status.content = "selecting ..."
+        self.selection_status.content = "⏳ selecting ..."
         try:
             sel = Selector(self.core).select(req.query, req.negatives, req.level, float(self.threshold.value))
         except LangfieldError as e:
             self.selection_status.content = f"error: {e}"
             return
-        self.clear_selection()
         self._selection = sel
-        size = max(self.core.scene_extent(), 1e-3) * 0.004
-        self._selection_handle = self.client.scene.add_point_cloud("/selection", points=sel.points, colors=sel.colors,
-                                                                   point_size=size)
         self.export.disabled = sel.count == 0
         self.clear.disabled = False
-        shown = "" if len(sel.points) == sel.count else f" (showing {len(sel.points)})"
-        self.selection_status.content = f"**{sel.count}** Gaussians{shown} · level {sel.level}"
+        if self.selection_view.value == "hidden":  # a new selection asks to be seen
+            self.selection_view.value = SELECTION_VIEWS[0]
+        level = self.core.level_names[sel.level] if sel.level < len(self.core.level_names) else sel.level
+        self.selection_status.content = (f"**{sel.count:,}** of {self.core.field.num_gaussians:,} Gaussians "
+                                         f"for “{sel.query}” · level {sel.level} ({level}) · "
+                                         f"threshold {sel.threshold:.2f}")
+        self.loop.refresh()
 
     def clear_selection(self) -> None:
-        if self._selection_handle is not None:
-            self._selection_handle.remove()
-        self._selection = self._selection_handle = None
+        """Clear selection: forget this tab's selection and show the plain frame again."""
+        had = self._selection is not None
+        self._selection = None
         self.export.disabled = self.clear.disabled = True
         self.selection_status.content = ""
+        if had:
+            self.loop.refresh()
 
     def export_selection(self) -> Optional[str]:
         from langfield.viewer.selection import Selector

@@ -1,8 +1,8 @@
-"""3D selection for the viewer: text -> selected Gaussians (points + colours) -> PLY export.
+"""3D selection for the viewer: text -> selected Gaussians (drawn as splats, ``highlight.py``) -> PLY export.
 
-Goes through the core's ``langfield.query.LanguageField`` (``select``: the Gaussians are
-decoded once per scene, lazily, so the first "select 3D" pays for decoding every Gaussian)
-and ``export_selection``.
+Goes through the core's ``langfield.query.LanguageField.select`` -- the rule of ``langfield select``,
+with its default threshold (``DEFAULT_THRESHOLD``) -- and ``export_selection``. The Gaussians are
+decoded once per scene, lazily, so the first "Select 3D" pays for decoding every Gaussian.
 """
 
 from __future__ import annotations
@@ -12,14 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import torch
 
+from langfield.query.select3d import SELECT_THRESHOLD
 from langfield.types import LangfieldError
 from langfield.viewer.core import RenderCore
+from langfield.viewer.highlight import Highlight, tint_colors
 
-# Points sent to the browser: a selection of millions would stall the websocket.
-MAX_POINTS = 200_000
+DEFAULT_THRESHOLD: float = SELECT_THRESHOLD
+"""``langfield select``'s default threshold (the one constant both use)."""
 
 
 @dataclass
@@ -31,11 +32,13 @@ class Selection:
     level: int
     """Feature level used."""
     mask: torch.Tensor
-    """[N] bool: selected Gaussians."""
-    points: np.ndarray
-    """[M, 3] float32 means of (at most ``MAX_POINTS``) selected Gaussians."""
-    colors: np.ndarray
-    """[M, 3] uint8 turbo colour of each point's relevancy (min..max of the selection)."""
+    """[N] bool: selected Gaussians (exactly ``LanguageField.select``'s)."""
+    relevancy: torch.Tensor
+    """[N] each Gaussian's LERF relevancy at ``level``."""
+    threshold: float
+    """Relevancy threshold the selection used."""
+    highlight: Highlight
+    """The selected Gaussians with their tint (turbo of relevancy, min..max of the selection) for rendering."""
 
     @property
     def count(self) -> int:
@@ -52,25 +55,18 @@ class Selector:
         self.field = core.language
 
     def select(self, query: str, negatives: tuple[str, ...] = (), level: Optional[int] = None,
-               threshold: float = 0.5) -> Selection:
+               threshold: float = DEFAULT_THRESHOLD) -> Selection:
         """Gaussians whose LERF relevancy to ``query`` exceeds ``threshold`` (as ``langfield select``)."""
-        from langfield.query import turbo_colormap
-
         text = query.strip()
         if not text:
             raise LangfieldError("type a query before selecting")
         self.core.check_level(level)
         with self.core.lock:  # shares the text cache and codec with the render threads
-            res = self.field.select(text, threshold, negatives=negatives, level=level)
-            means = self.field.params["means"].detach().float().cpu()
-        idx = torch.nonzero(res.mask.cpu()).squeeze(1)
-        if len(idx) > MAX_POINTS:  # even stride: a deterministic, spatially unbiased subset
-            idx = idx[torch.linspace(0, len(idx) - 1, MAX_POINTS).long()]
-        rel = res.relevancy.detach().float().cpu()[idx]
-        t = ((rel - rel.min()) / (rel.max() - rel.min()).clamp_min(1e-9)).numpy() if len(rel) else np.zeros(0)
-        means = means[idx].numpy()
-        colors = (turbo_colormap(t) * 255 + 0.5).astype(np.uint8).reshape(-1, 3)
-        return Selection(text, int(res.level), res.mask, means.astype(np.float32).reshape(-1, 3), colors)
+            res = self.field.select(text, threshold, negatives=negatives or None, level=level)
+            version = self.field.version
+        mask = res.mask.to(torch.bool)
+        highlight = Highlight(mask, tint_colors(res.relevancy, mask), version)
+        return Selection(text, int(res.level), mask, res.relevancy.detach(), float(threshold), highlight)
 
     def export(self, selection: Selection, out_dir: Optional[Path] = None) -> Path:
         """Write the selected Gaussians (all of them, latents included) to OUT_DIR/<query>.ply."""

@@ -103,12 +103,18 @@ def train_codec(
     features: torch.Tensor,
     config: Optional[CodecConfig] = None,
     train: Optional[CodecTrainConfig] = None,
+    *,
+    init: Optional[LanguageCodec] = None,
 ) -> tuple[LanguageCodec, CodecReport]:
-    """Fit a codec to ``features [N, E]`` (normalised here); returns it (eval mode) and its report."""
+    """Fit a codec to ``features [N, E]`` (normalised here); returns it (eval mode) and its report.
+
+    ``init``: start from a copy of this codec instead of a random one (fine-tuning; ``init`` itself is
+    not changed) -- the scene-adaptive stage of the online codec (``frontend/slam/language.py``).
+    """
     tcfg = train or CodecTrainConfig()
     if features.ndim != 2 or features.shape[0] == 0:
         raise ValueError(f"train_codec needs [N, E] features with N > 0, got {tuple(features.shape)}")
-    ccfg = config or CodecConfig(embed_dim=int(features.shape[1]))
+    ccfg = config or (init.config if init is not None else CodecConfig(embed_dim=int(features.shape[1])))
     if ccfg.embed_dim != features.shape[1]:
         raise ValueError(f"codec expects E={ccfg.embed_dim} but features have width {features.shape[1]}")
     gen = torch.Generator().manual_seed(tcfg.seed)
@@ -117,9 +123,16 @@ def train_codec(
     n_hold = int(feats.shape[0] * tcfg.holdout_fraction) if feats.shape[0] >= tcfg.min_holdout_features else 0
     held, fit = feats[perm[:n_hold]], feats[perm[n_hold:]]
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(tcfg.seed)
-        codec = LanguageCodec(ccfg).to(tcfg.device)
+    if init is not None:
+        if init.config != ccfg:
+            raise ValueError(f"init codec has config {init.config}, expected {ccfg}")
+        import copy
+
+        codec = copy.deepcopy(init).to(tcfg.device)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(tcfg.seed)
+            codec = LanguageCodec(ccfg).to(tcfg.device)
     opt = torch.optim.Adam(codec.parameters(), lr=tcfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, tcfg.steps) / max(tcfg.steps, 1)))

@@ -6,7 +6,7 @@ need them.
 """
 
 from langfield.features.cache import FeatureCache
-from langfield.features.extract import METHODS, ExtractConfig, extract_features, iter_cached, model_key
+from langfield.features.extract import METHODS, ExtractConfig, StreamExtractor, extract_features, iter_cached, model_key
 from langfield.features.types import DENSE_LEVELS, LABEL_LEVELS, SAM_LEVELS, FeatureInput, FeatureMap
 from langfield.features.weights import DEFAULT_CLIP, DEFAULT_SAM, TINY, describe_weights, weights_dir
 
@@ -17,6 +17,7 @@ __all__ = [
     "LABEL_LEVELS",
     "METHODS",
     "SAM_LEVELS",
+    "StreamExtractor",
     "TINY",
     "ExtractConfig",
     "FeatureCache",

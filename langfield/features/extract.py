@@ -200,6 +200,38 @@ class _Runner:
         return extract_sam_clip(rgb, self.clip, self.sam, self.sam_cfg)
 
 
+class StreamExtractor:
+    """``extract_features`` for a stream of frames, one call per frame: the same cache and key, the models
+    loaded once, on the first frame that is not cached (``langfield slam`` extracts each keyframe as it
+    arrives and keeps only the cache on disk)."""
+
+    def __init__(self, method: Method, *, clip: str = W.DEFAULT_CLIP, sam: Optional[str] = None,
+                 cache_dir: Union[str, Path], labels: Optional[Mapping[int, Label]] = None,
+                 config: Optional[ExtractConfig] = None) -> None:
+        if method not in METHODS:
+            raise LangfieldError(f"unknown feature method {method!r}; use one of {', '.join(METHODS)}")
+        if method == "labels" and labels is None:
+            raise LangfieldError("label lifting needs the labels.json map (labels=...)")
+        self.method, self.clip, self.sam = method, clip, sam or W.DEFAULT_SAM
+        self.config = config or ExtractConfig()
+        self.labels = labels
+        self.key = model_key(method, clip, self.sam, self.config, labels)
+        self.cache = FeatureCache(cache_dir, self.key)
+        self._run: Optional[_Runner] = None
+
+    def __call__(self, frame: Any) -> FeatureMap:
+        """The FeatureMap of one View / FeatureInput (computed and cached unless cached already)."""
+        (item,) = _as_inputs([frame], None)
+        hit = self.cache.get(item.name)
+        if hit is not None:
+            return hit
+        if self._run is None:
+            self._run = _Runner(self.method, self.clip, self.sam, self.config, self.labels)
+        fmap = self._run(item)
+        self.cache.put(item.name, fmap)
+        return fmap
+
+
 def iter_cached(cache_dir: Union[str, Path], key: str, names: Iterable[str]) -> Iterable[tuple[str, FeatureMap]]:
     """Stream cached maps (e.g. to train the codec without holding all frames at once)."""
     cache = FeatureCache(cache_dir, key)

@@ -5,8 +5,10 @@ folder of equally sized, upright images under ``work_dir/frames/`` plus a manife
 (``work_dir/frames.json``) and returns them as a ``FrameSet``.
 
 Video frame selection: the decoded frames are split into ``num_frames`` windows of equal
-length (by frame index, i.e. equal time at a constant frame rate) and each window keeps its
-sharpest frame by the variance of the Laplacian of the grey image (computed at the output
+duration (by the frames' presentation timestamps, so a variable-frame-rate phone video is
+sampled evenly in time, not densely where it recorded more frames per second; a container
+without usable timestamps is spaced by frame index, which the manifest records) and each
+window keeps its sharpest frame by the variance of the Laplacian of the grey image (computed at the output
 size, so every frame is scored at the same scale).  A window whose best frame still scores
 below ``blur_ratio`` x the median of all windows' best scores is dropped as blurred: the
 median of the candidates is the video's typical sharpness, robust to a minority of blurred
@@ -53,7 +55,7 @@ MANIFEST = "frames.json"
 FRAMES_DIR = "frames"
 """Folder under ``work_dir`` holding the kept frames."""
 _STAGING = "frames.partial"
-_VERSION = 1
+_VERSION = 2  # 2: windows by timestamp
 
 
 @dataclass
@@ -131,6 +133,35 @@ def window_of(i: int, n: int, k: int) -> int:
     return min(i * k // n, k - 1)
 
 
+def frame_times(raw: list[Optional[float]], fps: Optional[float]) -> tuple[list[float], bool]:
+    """Per decoded frame its time in seconds, and whether these are the container's timestamps.
+
+    The decoder's timestamps are used when every frame has one and they strictly increase;
+    otherwise (a raw stream, a broken index) frames are spaced equally by index (at ``fps``)."""
+    if raw and all(t is not None and math.isfinite(t) for t in raw):
+        ts = [float(t) for t in raw]  # type: ignore[arg-type]
+        if all(b > a for a, b in zip(ts, ts[1:])):
+            return ts, True
+    step = 1.0 / fps if fps else 1.0
+    return [i * step for i in range(len(raw))], False
+
+
+def windows_by_time(times: list[float], k: int) -> list[int]:
+    """Window (0 .. k-1) of each frame when the video's duration is split into ``k`` equal time windows.
+
+    Each frame is shown until the next one; the last one as long as the one before it.  So the
+    duration runs from the first frame to one last interval after the last frame, and at a
+    constant frame rate this is exactly ``window_of`` by index."""
+    n = len(times)
+    if n == 0:
+        return []
+    if n == 1:
+        return [0]
+    span = times[-1] - times[0] + (times[-1] - times[-2])
+    # The small epsilon keeps a frame exactly on a boundary (i * span / k) in the window it starts.
+    return [min(int((t - times[0]) / span * k + 1e-9), k - 1) for t in times]
+
+
 def blurred_windows(best_scores: list[float], blur_ratio: float) -> list[int]:
     """Positions of the windows whose best score is below ``blur_ratio`` x the median best score."""
     if not best_scores or blur_ratio <= 0:
@@ -194,10 +225,12 @@ def _video_info(path: Path) -> _VideoInfo:
     )
 
 
-def _decode(path: Path, desc: str, total: Optional[int], progress: bool) -> Iterator[np.ndarray]:
-    """Every decodable frame of the video (BGR uint8, as stored: never auto-rotated), with a progress bar.
+def _decode(path: Path, desc: str, total: Optional[int], progress: bool) -> Iterator[tuple[np.ndarray, Optional[float]]]:
+    """Every decodable frame of the video (BGR uint8, as stored: never auto-rotated) with its presentation
+    time in seconds (None when the backend gives none), with a progress bar.
 
     Stops at the first frame that fails to decode."""
+    import cv2
     from tqdm.auto import tqdm
 
     cap, _ = _open_video(path)
@@ -208,7 +241,8 @@ def _decode(path: Path, desc: str, total: Optional[int], progress: bool) -> Iter
                 if not ok or frame is None:
                     return
                 bar.update(1)
-                yield frame
+                msec = cap.get(cv2.CAP_PROP_POS_MSEC)
+                yield frame, (msec / 1000.0 if math.isfinite(msec) and msec >= 0 else None)
     finally:
         cap.release()
 
@@ -285,7 +319,7 @@ class _PngWriter:
 
 
 # Seam for tests: ``prepare_frames`` decodes through this name, so a test can count decodes.
-decode_video: Callable[[Path, str, Optional[int], bool], Iterator[np.ndarray]] = _decode
+decode_video: Callable[[Path, str, Optional[int], bool], Iterator[tuple[np.ndarray, Optional[float]]]] = _decode
 
 
 @dataclass
@@ -296,14 +330,37 @@ class _Pass:
     stored_size: tuple[int, int]
     """Output size in the stored (not yet upright) orientation."""
     scale: float
+    windows: list[int]
+    """The window each decoded frame was put in."""
+    raw_times: list[Optional[float]]
+    """Each decoded frame's presentation time (seconds) as the decoder gave it."""
 
 
-def _select_pass(path: Path, out: Path, cfg: FrameConfig, info: _VideoInfo, n_est: int, progress: bool) -> _Pass:
-    """One decode of the video: the sharpest frame of each of ``min(num_frames, n_est)`` windows, written to ``out``."""
+Assign = Callable[[int, Optional[float], Optional[float]], int]
+"""(frame index, its time, the first frame's time) -> window."""
+
+
+def _estimated_windows(info: _VideoInfo, n_est: int, n_windows: int) -> Assign:
+    """Windows before the video's true timestamps are known: by time over the container's claimed duration
+    (frame count / fps), or by index when it gives no frame rate or timestamps."""
+    span = n_est / info.fps if info.fps else None
+
+    def assign(i: int, t: Optional[float], t0: Optional[float]) -> int:
+        if span and t is not None and t0 is not None:
+            return min(max(int((t - t0) / span * n_windows + 1e-9), 0), n_windows - 1)
+        return window_of(i, max(n_est, 1), n_windows)
+
+    return assign
+
+
+def _select_pass(path: Path, out: Path, cfg: FrameConfig, info: _VideoInfo, n_windows: int, assign: Assign,
+                 n_est: int, progress: bool) -> _Pass:
+    """One decode of the video: the sharpest frame of each of ``n_windows`` windows (``assign``), written to ``out``."""
     import cv2
 
-    n_windows = max(1, min(cfg.num_frames, n_est))
     best: list[tuple[float, int]] = []
+    windows: list[int] = []
+    raw_times: list[Optional[float]] = []
     cur: Optional[tuple[float, int, np.ndarray]] = None  # the current window's best so far
     cur_w, n_read, size0, stored_size, scale = -1, 0, (0, 0), (0, 0), 1.0
     with _PngWriter() as writer:
@@ -313,14 +370,17 @@ def _select_pass(path: Path, out: Path, cfg: FrameConfig, info: _VideoInfo, n_es
                 best.append((cur[0], cur[1]))
                 writer.submit(out / f"frame_{cur[1]:06d}.png", cur[2])
 
-        for i, frame in enumerate(decode_video(path, "decode video", n_est, progress)):
+        for i, (frame, t) in enumerate(decode_video(path, "decode video", n_est, progress)):
             n_read = i + 1
+            raw_times.append(t)
             if i == 0:
                 size0 = (frame.shape[1], frame.shape[0])
                 stored_size, scale = output_size(*size0, cfg.max_side)
             elif (frame.shape[1], frame.shape[0]) != size0:
                 raise DataError(f"{path}: frame {i} is {frame.shape[1]}x{frame.shape[0]}, frame 0 is {size0[0]}x{size0[1]}")
-            w = window_of(i, max(n_est, 1), n_windows)
+            # Windows never go back: a timestamp out of order stays in the current window.
+            w = max(assign(i, t, raw_times[0]), cur_w)
+            windows.append(w)
             # Score at the output size, on the grey image only (a third of the resizing); turning by 90
             # degrees does not change the score, so only the frames that become a window's best are
             # resized in colour and turned upright.
@@ -334,22 +394,29 @@ def _select_pass(path: Path, out: Path, cfg: FrameConfig, info: _VideoInfo, n_es
             if cur is None or score > cur[0]:
                 cur = (score, i, _upright(frame, stored_size, info.rotation))
         finish_window()
-    return _Pass(best, n_read, stored_size, scale)
+    return _Pass(best, n_read, stored_size, scale, windows, raw_times)
 
 
 def _select_video(path: Path, out: Path, cfg: FrameConfig, progress: bool) -> dict:
-    """Decode ``path`` once (twice if the container misstates its frame count) keeping each window's sharpest frame."""
+    """Decode ``path`` once (twice if the container misstates its frame count or duration) keeping each
+    window's sharpest frame."""
     info = _video_info(path)
     min_frames = min(cfg.min_frames, cfg.num_frames)
     n_est = info.frame_count or _count_frames(path, progress)
-    res = _select_pass(path, out, cfg, info, n_est, progress)
+    n_windows = max(1, min(cfg.num_frames, n_est))
+    res = _select_pass(path, out, cfg, info, n_windows, _estimated_windows(info, n_est, n_windows), n_est, progress)
     if res.n_read == 0:
         raise DataError(f"{path}: OpenCV opened the file but decoded no frame ({path.stat().st_size} bytes)")
-    if res.n_read != n_est and res.n_read >= min_frames:
-        # The container's frame count was wrong, so the windows were unequal: redo them with the true count.
+    times, timestamped = frame_times(res.raw_times, info.fps)
+    true_windows = windows_by_time(times, max(1, min(cfg.num_frames, res.n_read)))
+    if true_windows != res.windows and res.n_read >= min_frames:
+        # The container's frame count or duration was wrong (or the frame rate varies), so the windows were
+        # not equal in time: redo them with the true timestamps of this pass.
         for p in out.iterdir():
             p.unlink()
-        res = _select_pass(path, out, cfg, info, res.n_read, progress)
+        exact = true_windows
+        res = _select_pass(path, out, cfg, info, max(exact) + 1, lambda i, t, t0: exact[min(i, len(exact) - 1)],
+                           res.n_read, progress)
     if res.n_read < min_frames:
         raise DataError(f"{path}: only {res.n_read} decodable frames, need at least {min_frames}")
     rejected = set(blurred_windows([s for s, _ in res.best], cfg.blur_ratio))
@@ -373,6 +440,7 @@ def _select_video(path: Path, out: Path, cfg: FrameConfig, progress: bool) -> di
         "rejected_blur": len(rejected),
         "fps": info.fps,
         "rotation": info.rotation,
+        "windows_by": "timestamp" if timestamped else "frame index",
     }
 
 
@@ -477,5 +545,5 @@ def prepare_frames(input: Path, work_dir: Path, cfg: FrameConfig, *, progress: b
 
 __all__ = [
     "FrameConfig", "FrameSet", "PHOTO_SUFFIXES", "VIDEO_SUFFIXES", "blurred_windows", "is_video",
-    "laplacian_variance", "output_size", "prepare_frames", "window_of",
+    "frame_times", "laplacian_variance", "output_size", "prepare_frames", "window_of", "windows_by_time",
 ]  # fmt: skip

@@ -250,10 +250,11 @@ class SceneField:
 
     @torch.no_grad()
     def render(self, camera: Camera, what: Sequence[Channel] = ("rgb",),
-               extra: Optional[torch.Tensor] = None) -> FieldRender:
+               extra: Optional[torch.Tensor] = None, subset: Optional[torch.Tensor] = None) -> FieldRender:
         """Render ``what`` (any of latents, rgb, depth, alpha) of one camera in ONE rasterizer pass.
 
         ``extra`` [N, C]: per-Gaussian channels composited in the same pass (``FieldRender.extra``).
+        ``subset`` [N] bool: render only these Gaussians (e.g. the viewer's "selection only").
         """
         from langfield.render import render
 
@@ -266,6 +267,13 @@ class SceneField:
         n = g.means.shape[0]
         if extra is not None and (extra.ndim != 2 or extra.shape[0] != n):
             raise LangfieldError(f"extra channels must be [N={n}, C], got {tuple(extra.shape)}")
+        if subset is not None:
+            if subset.shape != (n,) or subset.dtype != torch.bool:
+                raise LangfieldError(f"subset must be a [N={n}] bool mask, got {tuple(subset.shape)} {subset.dtype}")
+            keep = subset.to(g.means.device)
+            g = replace(g, **{k: None if v is None else v[keep] for k, v in vars(g).items()})
+            extra = None if extra is None else extra[keep]
+            n = g.means.shape[0]
         # Without rgb the colours are constant zeros, so no SH is evaluated (the latents do not depend on it).
         colour = {"sh_coeffs": g.sh} if "rgb" in want else {"colors": g.means.new_zeros(n, 3)}
         stacked = [t for t in (g.latents if "latents" in want else None, extra) if t is not None]
@@ -428,6 +436,7 @@ class LanguageField(SceneField):
         smoothing_kernel: Optional[int] = None,
         what: Sequence[Channel] = (),
         method: RelevancyMethod = "pixel",
+        extra: Optional[torch.Tensor] = None,
     ) -> FieldRelevancy:
         """LERF relevancy of ``texts`` in one view: per-level maps -> level choice -> the chosen maps.
 
@@ -436,6 +445,8 @@ class LanguageField(SceneField):
         rasterizer pass (e.g. rgb for an overlay); ``pixel`` always renders the latents, the
         ``splat-*`` methods render the query's per-Gaussian channels (and alpha) instead
         (see ``RELEVANCY_METHODS``). Every level's maps are computed, so ``at_level`` switches for free.
+        ``extra`` [N, C]: the caller's per-Gaussian channels, composited in the same pass as the last C
+        channels of ``frame.extra`` (the viewer's selection highlight).
         """
         check_texts(texts)
         if method not in RELEVANCY_METHODS:
@@ -449,15 +460,16 @@ class LanguageField(SceneField):
         pos = self.embed(list(texts))
         neg = self.embed(list(config.negatives))
         if method == "pixel":
-            frame = self.render(view, what=("latents", *what))
+            frame = self.render(view, what=("latents", *what), extra=extra)
             assert frame.latents is not None
             maps = level_relevancy(frame.latents, pos, neg, config, similarity=self.codec.similarity)
         else:
             channels = self.splat_channels(tuple(texts), config.negatives, method, config.temperature, pos, neg)
-            frame = self.render(view, what=("alpha", *what), extra=channels)
+            both = channels if extra is None else torch.cat([channels, extra.to(channels)], dim=1)
+            frame = self.render(view, what=("alpha", *what), extra=both)
             assert frame.extra is not None and frame.alpha is not None
-            maps = composited_relevancy(frame.extra, frame.alpha, self.num_levels, len(texts), method,
-                                        config.temperature)
+            maps = composited_relevancy(frame.extra[..., : channels.shape[1]], frame.alpha, self.num_levels,
+                                        len(texts), method, config.temperature)
         levels, chosen = pick_levels(maps, config)
         return FieldRelevancy(texts=tuple(texts), maps=maps, levels=levels, relevancy=chosen, config=config,
                               frame=frame, method=method)

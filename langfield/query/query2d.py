@@ -154,7 +154,12 @@ def composited_relevancy(
     x = channels.reshape(h * w, num_levels, width // num_levels).float()  # [HW, L, C], a view
     if kind == "splat-sims":
         # max_j (n_j / a) = (max_j n_j) / a for a > 0: the margin is taken before dividing (fewer ops)
-        margin = x[..., :num_positives] - x[..., num_positives:].max(dim=-1, keepdim=True).values
+        # the max over the few negatives as a chain of elementwise maxima: exact, and about twice as fast
+        # on a CPU as a reduction over a short strided last dim (per viewer frame)
+        top = x[..., num_positives]
+        for j in range(num_positives + 1, x.shape[-1]):
+            top = torch.maximum(top, x[..., j])
+        margin = x[..., :num_positives] - top[..., None]
         out = torch.sigmoid((temperature * margin) / a.clamp_min(MIN_ALPHA))
     else:
         out = x[..., :num_positives] / a.clamp_min(MIN_ALPHA)

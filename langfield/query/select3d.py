@@ -30,6 +30,10 @@ from langfield.query.masks import normalize_relevancy
 from langfield.query.relevancy import QueryConfig, relevancy
 from langfield.types import DataError
 
+SELECT_THRESHOLD = 0.7
+"""Default LERF-relevancy threshold of a 3D text selection (``langfield select``, the viewer's Select 3D);
+why 0.7: the ``--threshold`` help of ``langfield select`` (docs/language3d.md)."""
+
 
 @dataclass
 class SelectionConfig:

@@ -12,7 +12,9 @@ import pytest
 from PIL import Image
 
 from langfield.frontend import frames as frames_mod
-from langfield.frontend.frames import FrameConfig, FrameSet, blurred_windows, is_video, prepare_frames, window_of
+from langfield.frontend.frames import (
+    FrameConfig, FrameSet, blurred_windows, frame_times, is_video, prepare_frames, window_of, windows_by_time,
+)
 from langfield.synthetic.video import write_video
 from langfield.types import ConfigError, DataError
 
@@ -59,6 +61,41 @@ def test_window_and_threshold_rules():
         FrameConfig(blur_ratio=1.5)
     with pytest.raises(ConfigError):
         FrameConfig(num_frames=0)
+
+
+def test_time_windows_match_index_windows_at_a_constant_rate_and_follow_time_otherwise():
+    n, k = 50, 7
+    assert windows_by_time([i / 30 for i in range(n)], k) == [window_of(i, n, k) for i in range(n)]
+    # 30 frames in the first second, 5 in the next: two windows per second, not three in the first.
+    vfr = [i / 30 for i in range(30)] + [1.0 + i / 5 for i in range(5)]
+    ws = windows_by_time(vfr, 4)
+    assert ws[:15] == [0] * 15 and ws[15:30] == [1] * 15 and ws[30:] == [2, 2, 2, 3, 3] and ws != [
+        window_of(i, 35, 4) for i in range(35)]
+    # Missing or non-increasing timestamps: frames spaced by index at the frame rate, and said so.
+    assert frame_times([0.0, None, 0.2], 10.0) == ([0.0, 0.1, 0.2], False)
+    assert frame_times([0.0, 0.3, 0.2], 10.0) == ([0.0, 0.1, 0.2], False)
+    assert frame_times([0.5, 0.6, 0.9], 10.0) == ([0.5, 0.6, 0.9], True)
+
+
+def test_variable_frame_rate_video_is_sampled_evenly_in_time(tmp_path, monkeypatch):
+    # The container says 35 frames at 30 fps; the (patched) timestamps say 30 fps for 1 s, then 5 fps.
+    video = write_video(tmp_path / "vfr.mp4", _frames(35, set()), fps=30)
+    vfr = [i / 30 for i in range(30)] + [1.0 + i / 5 for i in range(5)]
+    real = frames_mod.decode_video
+    calls = []
+
+    def variable_rate(*args, **kwargs):
+        calls.append(1)
+        for i, (frame, _) in enumerate(real(*args, **kwargs)):
+            yield frame, vfr[i]
+
+    monkeypatch.setattr(frames_mod, "decode_video", variable_rate)
+    fs = prepare_frames(video, tmp_path / "w", FrameConfig(num_frames=4, min_frames=2, blur_ratio=0.0), progress=False)
+    kept_times = [vfr[i] for i in fs.source_index]
+    # One frame in each half second, although 30 of the 35 frames lie in the first second.
+    assert [int(t // 0.5) for t in kept_times] == [0, 1, 2, 3]
+    assert len(calls) == 2  # the container's duration (35/30 s) was wrong: a second pass with the true times
+    assert json.loads((tmp_path / "w" / "frames.json").read_text())["windows_by"] == "timestamp"
 
 
 def test_blur_rejection_keeps_the_sharp_frame_of_each_window(tmp_path):

@@ -132,3 +132,41 @@ def test_static_camera_is_refused(tmp_path, capfd):
         run_sfm(sorted(photos.iterdir()), tmp_path / "work", SfmConfig(), sequential=True, progress=False)
     assert "\n" not in str(info.value)
     assert capfd.readouterr().err == ""  # pycolmap's own glog lines (even its errors) stay silent
+
+
+def test_sequential_pairs_offsets():
+    names = [f"frame_{i:06d}.png" for i in range(40)]
+    offsets = lambda pairs: sorted({names.index(b) - names.index(a) for a, b in pairs})  # noqa: E731
+    assert offsets(sfm_mod.sequential_pairs(names, 10, True)) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 16, 32]
+    assert offsets(sfm_mod.sequential_pairs(names, 3, False)) == [1, 2, 3]
+    pairs = sfm_mod.sequential_pairs(list(reversed(names)), 10, True)  # name order, whatever the input order
+    assert len(pairs) == len(set(pairs)) == sum(40 - d for d in [*range(1, 11), 16, 32])
+    assert all(a < b for a, b in pairs)
+
+
+def test_sequential_matching_pairs_near_and_quadratic_neighbours(tmp_path):
+    """COLMAP's quadratic overlap alone skips the near neighbours 3, 5-7 ... (COLMAP >= 3.12): the database must
+    hold exactly ``sequential_pairs``, near neighbours and 2^k ones (features made up: every pair matches)."""
+    import pycolmap
+
+    db = tmp_path / "database.db"
+    rng = np.random.default_rng(0)
+    keypoints = rng.uniform(0, 100, (24, 2)).astype(np.float32)
+    descriptors = pycolmap.FeatureDescriptors(pycolmap.FeatureExtractorType.SIFT,
+                                              rng.integers(0, 128, (24, 128)).astype(np.uint8))
+    names = [f"frame_{i:06d}.png" for i in range(16)]
+    with pycolmap.Database.open(db) as database:
+        cam = database.write_camera(
+            pycolmap.Camera.create_from_model_id(1, pycolmap.CameraModelId.SIMPLE_PINHOLE, 100.0, 100, 100))
+        for name in names:
+            image_id = database.write_image(pycolmap.Image(name=name, camera_id=cam))
+            database.write_keypoints(image_id, keypoints)
+            database.write_descriptors(image_id, descriptors)
+    with sfm_mod._colmap_log(False):
+        sfm_mod._match(db, "sequential", SfmConfig(overlap=3, threads=1), redo=False)
+    with pycolmap.Database.open(db) as database:
+        got = set()
+        for pair_id in database.read_all_matches()[0]:
+            a, b = pycolmap.pair_id_to_image_pair(pair_id)
+            got.add(tuple(sorted((database.read_image(a).name, database.read_image(b).name))))
+    assert got == set(sfm_mod.sequential_pairs(names, 3, True))  # offsets 1, 2, 3 and 4

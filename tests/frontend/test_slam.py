@@ -33,7 +33,7 @@ def seq_dir(tmp_path_factory):
 
 
 def _fast(**kw) -> SlamConfig:
-    base = dict(track_downscale=2, map_downscale=1, track_iters=20, map_iters=3, progress=False)
+    base = dict(track_downscale=1, map_downscale=1, map_iters=3, progress=False)
     base.update(kw)
     return SlamConfig(**base)
 
@@ -62,9 +62,10 @@ def test_append_gaussians_extends_rows_and_optimizer_moments():
     assert state["exp_avg"][:3].abs().sum() > 0 and state["exp_avg"][3:].abs().sum() == 0
 
 
-def test_tracking_recovers_a_perturbed_pose(seq_dir):
+def test_map_refinement_recovers_a_perturbed_pose(seq_dir):
+    # The photometric refinement alone (no odometry first): Adam on the pose against the rendered map.
     seq = open_sequence(seq_dir)
-    cfg = _fast(track_iters=30, track_downscale=1)
+    cfg = _fast(track_iters=30, tracker="none")
     mapper = Mapper(cfg)
     f0 = seq[0]
     added = mapper.add_keyframe(Keyframe(0, f0.name, f0.timestamp, frame_view(f0, seq.intrinsics, f0.c2w_gt, 1)))
@@ -136,7 +137,7 @@ def test_tracking_loss_keeps_the_map_so_far(seq_dir, tmp_path):
     cv2.imwrite(str(seq / "images" / f"frame_{bad:05d}.png"), np.zeros((H, W, 3), np.uint8))
     cv2.imwrite(str(seq / "depth" / f"frame_{bad:05d}.png"), np.full((H, W), 300, np.uint16))
     out = tmp_path / "scene"
-    cfg = _fast(max_frames=6, track_iters=8, map_iters=1, lost_warmup=2, lost_factor=3.0)
+    cfg = _fast(max_frames=6, map_iters=1, lost_warmup=2, lost_factor=3.0)
     with pytest.raises(LangfieldError, match=f"tracking lost at frame {bad}") as e:
         run_slam(seq, out, cfg)
     assert "\n" not in str(e.value)
@@ -145,3 +146,14 @@ def test_tracking_loss_keeps_the_map_so_far(seq_dir, tmp_path):
     ts, _ = read_tum(out / "trajectory_tum.txt")
     assert len(ts) == bad
     assert json.loads((out / "config.json").read_text())["slam"]["status"] == "lost"
+
+
+def test_odometry_tracking_keeps_a_short_sequence_within_millimetres(seq_dir, tmp_path):
+    # 12 frames moving ~11 cm / 2.5 degrees each.  Keyframe RGB-D odometry tracks them to well under
+    # 3 mm ATE (measured 0.65 mm); the Adam-only tracker against the map (tracker none, 40 steps) was
+    # 21 mm on the same frames, and 33 mm at 20 steps at half resolution.
+    r = run_slam(seq_dir, tmp_path / "scene", _fast(max_frames=12))
+    err = ate(r.c2w, r.gt_c2w)
+    assert err.rmse < 3e-3 and err.max < 6e-3, (err.rmse, err.max)
+    assert np.allclose(r.c2w[0], r.gt_c2w[0], atol=1e-6)
+    assert r.num_keyframes >= 2 and all(np.isfinite(s.residual) for s in r.frames)

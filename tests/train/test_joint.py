@@ -121,4 +121,4 @@ def test_cli_language_schedule_option(tmp_path):
                                        "--language-schedule", "joint", "--joint-weight", "0.3"])
     lang = args.language
     assert (lang.schedule, lang.joint_weight) == ("joint", 0.3)
-    assert LanguageConfig().schedule == "sequential"
+    assert LanguageConfig().schedule == "refine"

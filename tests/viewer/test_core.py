@@ -157,11 +157,13 @@ def test_select_and_export(core, tmp_path):
     selector = Selector(core)
     sel = selector.select("floor")
     assert 0 < sel.count < core.scene.num_gaussians and sel.level in (0, 1)
-    assert sel.points.shape == (sel.count, 3) and sel.colors.shape == (sel.count, 3) and sel.colors.dtype == np.uint8
+    hl = sel.highlight
+    assert torch.equal(hl.mask, sel.mask) and hl.colors.shape == (core.scene.num_gaussians, 3)
+    assert float(hl.colors.min()) >= 0.0 and float(hl.colors.max()) <= 1.0
     # the floor is the lowest surface along the cameras' up direction
     up = core.up_direction()
     all_h = core.scene.params["means"].detach().numpy() @ up
-    assert np.median(sel.points @ up) < np.median(all_h)
+    assert np.median(all_h[sel.mask.numpy()]) < np.median(all_h)
     path = selector.export(sel, tmp_path)
     assert path == tmp_path / "floor.ply"
     assert load_ply(path)["means"].shape[0] == sel.count
@@ -230,3 +232,42 @@ def test_every_relevancy_method_lights_the_same_label(core, synthetic_dataset):
         assert res.relevancy[on].mean() > res.relevancy[~on].mean() + 0.1, method
     with pytest.raises(LangfieldError, match="unknown relevancy method"):
         core.render(cam, RenderRequest(mode="relevancy", query="floor", method="nearest"))
+
+
+# --------------------------------------------------------------------------- relevancy colours
+
+
+def test_relevancy_overlay_is_heatmap_overlays_rule_and_styles_change_it():
+    from langfield.query import heatmap_overlay, normalize_relevancy
+    from langfield.viewer.colors import COLORMAPS, RelevancyStyle, relevancy_overlay
+
+    g = torch.Generator().manual_seed(0)
+    rgb = torch.rand(40, 50, 3, generator=g)
+    rel = torch.rand(40, 50, generator=g) * 0.6 + 0.2  # some pixels beat the negatives (> 0.5), most do not
+    want = heatmap_overlay(rgb, normalize_relevancy(rel, "lerf")).astype(int)
+    got = relevancy_overlay(rgb, rel).astype(int)
+    assert np.abs(got - want).max() <= 1 and (got == want).mean() > 0.95
+    images = [relevancy_overlay(rgb, rel, RelevancyStyle(colormap=c)) for c in COLORMAPS]
+    assert all(not np.array_equal(a, b) for a, b in zip(images, images[1:]))
+    # a fixed range: raw 0.65 sits in the middle of (0.5, 0.8) in every view, whatever the view's maximum
+    flat = torch.full((4, 4), 0.65)
+    mid = relevancy_overlay(torch.zeros(4, 4, 3), flat, RelevancyStyle(range=(0.5, 0.8)))
+    top = relevancy_overlay(torch.zeros(4, 4, 3), flat)  # auto: the view's max is the top colour
+    assert not np.array_equal(mid, top)
+    cold = relevancy_overlay(rgb, torch.full((40, 50), 0.4), RelevancyStyle(range=(0.5, 0.8)))
+    np.testing.assert_array_equal(cold, (rgb * 0.3 * 255 + 0.5).to(torch.uint8).numpy())  # nothing relevant: dimmed
+    with pytest.raises(ValueError, match="colormap"):
+        RelevancyStyle(colormap="jet")
+    with pytest.raises(ValueError, match="lo < hi"):
+        RelevancyStyle(range=(0.8, 0.5))
+
+
+def test_relevancy_frame_uses_the_requested_style(core):
+    from langfield.viewer.colors import RelevancyStyle
+
+    cam = _camera(core).resized(40)
+    base = core.render(cam, RenderRequest(mode="relevancy", query="floor"))
+    passes = core.passes
+    hot = core.render(cam, RenderRequest(mode="relevancy", query="floor", style=RelevancyStyle(colormap="hot")))
+    assert core.passes == passes and not np.array_equal(hot.image, base.image)  # re-coloured, not re-rendered
+    np.testing.assert_array_equal(hot.relevancy, base.relevancy)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 import threading
@@ -11,9 +12,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 from langfield.cli import main
-from langfield.viewer import RenderRequest, ViewCommand, ViewerConfig
+from langfield.viewer import RenderRequest, ViewCommand, ViewerCamera, ViewerConfig
 from langfield.viewer.command import INSTALL_HINT
 from langfield.types import LangfieldError
 from langfield.viewer.loop import ClientLoop
@@ -81,6 +83,35 @@ def test_client_loop_renders_a_preview_while_moving_then_the_full_frame(core):
     assert not loop._thread.is_alive()
 
 
+class _NoCameraYet:
+    """viser's camera before the browser's first camera message: reading its state raises AssertionError."""
+
+    def __init__(self, real) -> None:
+        self.real, self.ready, self.on_update = real, False, real.on_update
+
+    def __getattr__(self, name):
+        if not self.__dict__["ready"]:
+            raise AssertionError("no camera message yet")
+        return getattr(self.__dict__["real"], name)
+
+
+def test_a_frame_asked_for_before_the_first_camera_message_is_drawn_once_it_comes(core):
+    # The browser's camera state can arrive before the loop listens (or after a refresh): with no camera
+    # update callback at all, the due frame must still be drawn once the camera is known.
+    client = _FakeClient(core.initial_camera())
+    client.camera = _NoCameraYet(client.camera)
+    loop = ClientLoop(client, lambda cam: core.render(cam, RenderRequest(mode="rgb")),
+                      ViewerConfig(max_size=96, preview_size=32, settle_s=0.05))
+    try:
+        loop.refresh()
+        time.sleep(0.3)
+        assert client.images == [] and loop._pending == "full"  # still due, not dropped
+        client.camera.ready = True  # the camera message arrives, without calling any callback
+        assert _wait_frames(client, 1, timeout=10.0)[:1] == [(72, 96)]
+    finally:
+        loop.stop()
+
+
 def test_client_loop_survives_a_failing_render(core):
     client = _FakeClient(core.initial_camera())
     status = []
@@ -131,10 +162,10 @@ class _Browser:
 
     def __init__(self, server) -> None:
         cam = _FakeClient(server.core.initial_camera())
-        scene = SimpleNamespace(add_point_cloud=server.server.scene.add_point_cloud,
-                                set_background_image=cam.scene.set_background_image)
+        scene = SimpleNamespace(set_background_image=cam.scene.set_background_image,  # no point cloud: splats
+                                add_camera_frustum=server.server.scene.add_camera_frustum)
         self.client = SimpleNamespace(client_id=next(self._ids), gui=server.server.gui, scene=scene,
-                                      camera=cam.camera)
+                                      camera=cam.camera, atomic=contextlib.nullcontext)
         self.server = server
         server._connect(self.client)
         self.panel = server._panels[self.client.client_id]
@@ -173,24 +204,72 @@ def test_each_tab_gets_its_own_controls_and_a_query_applies_on_enter(core, tmp_p
         p.submit()  # the Search button
         req = p.request()
         assert req.level == 1 and req.negatives == ("object", "stuff") and req.method == "splat-sims"
+        from langfield.viewer.selection import DEFAULT_THRESHOLD
+
+        assert p.threshold.value == DEFAULT_THRESHOLD and p.request().selection is None
         p.select()
         assert "Gaussians" in p.selection_status.content and not p.export.disabled and not p.clear.disabled
+        sel = p._selection
+        want = core.language.select("floor", DEFAULT_THRESHOLD, negatives=("object", "stuff"), level=1)
+        assert torch.equal(sel.mask, want.mask.bool())  # the rule (and settings) of `langfield select`
+        assert p.request().selection is sel.highlight and not p.request().selection_only
+        p.selection_view.value = "selection only"
+        assert p.request().selection is sel.highlight and p.request().selection_only
+        p.selection_view.value = "hidden"  # kept for export, not drawn
+        assert p.request().selection is None and p._selection is sel
         assert p.export_selection() == str(tmp_path / "floor.ply") and (tmp_path / "floor.ply").exists()
+        p.select()  # a new selection asks to be seen
+        assert p.selection_view.value == "highlight in scene" and p.request().selection is not None
+        # relevancy colours: colormap and a fixed range reach the request
+        p.colormap.value = "hot"
+        p.range_mode.value = "fixed"
+        assert not p.range.disabled
+        p.range.value = (0.6, 0.9)
+        assert p.request().style.colormap == "hot" and p.request().style.range == (0.6, 0.9)
+        p.range_mode.value = "auto (0.5 .. view max)"
+        assert p.request().style.range is None and p.range.disabled
+        # a second tab (or the same one reloaded) starts fresh: no query, rgb, no selection
+        other = _Browser(server)
+        assert other.panel is not p and other.panel.request().query == "" and other.panel.mode.value == "rgb"
+        assert other.panel.request().selection is None and other.panel._selection is None
+        assert other.panel.clear.disabled and other.panel.export.disabled
+        assert p.request().query == "floor" and p.request().selection is not None
         p.clear_selection()
-        assert p.export.disabled and p.clear.disabled and p._selection is None
+        assert p.export.disabled and p.clear.disabled and p._selection is None and p.request().selection is None
         p.threshold.value = 1.0
         p.select()
         assert p.export.disabled  # nothing above relevancy 1
-        # a second tab (or the same one reloaded) starts fresh: no query, rgb
-        other = _Browser(server)
-        assert other.panel is not p and other.panel.request().query == "" and other.panel.mode.value == "rgb"
-        assert p.request().query == "floor"
         other.close()
         assert _until(lambda: other.panel not in server.panels()) and _until(lambda: not other.panel.loop.alive)
         tab.close()
     finally:
         server.stop()
     assert not _port_open(server.port)
+
+
+def test_training_camera_frustums_are_per_tab_and_a_click_jumps_there(core):
+    pytest.importorskip("viser")
+    from langfield.viewer.server import ViewerServer
+
+    server = ViewerServer(core, ViewerConfig(port=0, max_size=64))
+    try:
+        tab = _Browser(server)
+        p = tab.panel
+        train = core.scene.cameras_of("train")
+        assert len(p.frustums) == len(train) >= 3 and p.show_cameras.value
+        np.testing.assert_allclose(p.frustums[2].position, train[2].c2w[:3, 3], atol=1e-6)
+        p.frustums[2]._impl.click_cb[0].callback(SimpleNamespace())  # what viser runs on a click
+        cam = p.loop._camera(64)
+        np.testing.assert_allclose(cam.c2w[:3, :3], train[2].c2w[:3, :3], atol=1e-6)
+        np.testing.assert_allclose(cam.c2w[:3, 3], train[2].c2w[:3, 3], atol=1e-9)
+        assert cam.fov_y == pytest.approx(ViewerCamera.from_scene_camera(train[2]).fov_y)
+        assert train[2].name in p.camera_status.content
+        p.show_cameras.value = False
+        assert not any(h.visible for h in p.frustums)
+        other = _Browser(server).panel
+        assert all(h.visible for h in other.frustums)  # the other tab keeps its own
+    finally:
+        server.stop()
 
 
 def test_plain_scene_tab_has_no_language_controls(plain_scene):

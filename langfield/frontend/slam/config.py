@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from langfield.frontend.slam.odometry import OdometryConfig
 from langfield.types import LangfieldError
 
 
@@ -21,10 +22,33 @@ class SlamConfig:
     """Seed of the random older keyframes mapping revisits."""
 
     # ---- tracking
-    track_iters: int = 40
-    """Adam steps refining each frame's pose against the rendered map."""
-    track_downscale: int = 4
-    """Integer downscale of the image tracking compares against (speed; MonoGS-style coarse tracking)."""
+    tracker: str = "torch"
+    """Initial pose estimate: ``torch`` (the constant-velocity prediction refined by our dense RGB-D odometry,
+    multi-scale Gauss-Newton on point-to-plane ICP + a photometric term) or ``none`` (the prediction alone;
+    then ``track_iters`` Adam steps against the map do all the tracking).  open3d's odometry was measured
+    against it and left out (docs/slam.md)."""
+    track_reference: str = "keyframe"
+    """What the odometry aligns each frame to: ``keyframe`` (the last keyframe's own RGB-D pixels at its tracked
+    pose) or ``map`` (the Gaussian map rendered at the prediction; frame-to-model, but the rendered depth of
+    a young map is centimetres off, see docs/slam.md)."""
+    odo_levels: int = OdometryConfig.levels
+    """Pyramid levels of the odometry (each halves the tracking resolution)."""
+    odo_iters: tuple[int, ...] = OdometryConfig.iterations
+    """Gauss-Newton iterations per odometry level, finest first (a level stops early once converged)."""
+    odo_max_distance: float = OdometryConfig.max_distance
+    """Odometry correspondences further apart than this (metres) are outliers."""
+    odo_sigma_depth: float = OdometryConfig.sigma_depth
+    """Scale of the odometry's point-to-plane residual (metres): Huber threshold and inverse weight."""
+    odo_sigma_color: float = OdometryConfig.sigma_color
+    """Scale of the odometry's grey-level residual (intensity in [0, 1]): Huber threshold and inverse weight."""
+    odo_color_weight: float = OdometryConfig.color_weight
+    """Weight of the odometry's photometric term against the geometric one (0 = point-to-plane ICP only)."""
+    odo_alpha_min: float = 0.9
+    """The rendered map is a reference pixel of the odometry only where its alpha exceeds this (its depth is sure)."""
+    track_iters: int = 0
+    """Adam steps refining each frame's pose against the rendered map after the initial estimate (0 = none)."""
+    track_downscale: int = 2
+    """Integer downscale of the frame tracking (odometry and refinement) compares against the map."""
     track_lr_rotation: float = 5e-3
     """Initial Adam learning rate of the pose's rotation (axis-angle, radians; decays to 1/10 over the steps)."""
     track_lr_translation: float = 1e-2
@@ -100,6 +124,10 @@ class SlamConfig:
             (self.max_frames is None or self.max_frames >= 1, f"--max-frames must be >= 1, got {self.max_frames}"),
             (self.stride >= 1, f"--stride must be >= 1, got {self.stride}"),
             (self.track_iters >= 0, f"track_iters must be >= 0, got {self.track_iters}"),
+            (self.tracker in ("torch", "none"), f"--tracker must be torch or none, got {self.tracker!r}"),
+            (self.track_reference in ("keyframe", "map"),
+             f"--track-reference must be keyframe or map, got {self.track_reference!r}"),
+            (0.0 <= self.odo_alpha_min < 1.0, f"odo_alpha_min must be in [0, 1), got {self.odo_alpha_min}"),
             (self.track_downscale >= 1 and self.map_downscale >= 1, "downscales must be integers >= 1"),
             (self.keyframe_every >= 1, f"keyframe_every must be >= 1, got {self.keyframe_every}"),
             (self.add_stride >= 1, f"add_stride must be >= 1, got {self.add_stride}"),
@@ -111,3 +139,10 @@ class SlamConfig:
         for ok, message in checks:
             if not ok:
                 raise LangfieldError(message)
+        self.odometry()  # OdometryConfig checks the odo_* values
+
+    def odometry(self) -> OdometryConfig:
+        """The ``OdometryConfig`` of the ``odo_*`` settings."""
+        return OdometryConfig(levels=self.odo_levels, iterations=tuple(self.odo_iters),
+                              max_distance=self.odo_max_distance, sigma_depth=self.odo_sigma_depth,
+                              sigma_color=self.odo_sigma_color, color_weight=self.odo_color_weight)

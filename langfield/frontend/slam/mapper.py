@@ -88,6 +88,9 @@ class Mapper:
         self.keyframes: list[Keyframe] = []
         self.iterations = 0
         """Mapping steps taken so far."""
+        self.rows: dict[str, torch.Tensor] = {}
+        """Per-Gaussian tensors (first dim N) that follow every add (zero rows) and prune (the online
+        language accumulators of ``language.py``)."""
         self._gen = torch.Generator().manual_seed(cfg.seed)
 
     @property
@@ -138,7 +141,10 @@ class Mapper:
             "sh0": rgb_to_sh0(colors if colors is not None else torch.full_like(points, 0.5))[:, None, :],
             "shN": torch.zeros(n, 0, 3),
         }
-        return append_gaussians(self.params, self.optimizers, new)
+        added = append_gaussians(self.params, self.optimizers, new)
+        for key, rows in self.rows.items():
+            self.rows[key] = torch.cat([rows, rows.new_zeros((added, *rows.shape[1:]))])
+        return added
 
     def add_keyframe(self, kf: Keyframe) -> int:
         """Keep ``kf`` for mapping and grow the map where it sees nothing yet; returns Gaussians added."""
@@ -185,7 +191,7 @@ class Mapper:
         low = torch.sigmoid(self.params["opacities"]) < self.cfg.prune_opacity
         if not bool(low.any()):
             return 0
-        return remove(self.params, self.optimizers, {}, low)
+        return remove(self.params, self.optimizers, self.rows, low)
 
 
 def pose_distance(c2w_a: np.ndarray, c2w_b: np.ndarray) -> tuple[float, float]:

@@ -1,10 +1,11 @@
 """``run_slam``: stream an RGB-D sequence through tracking and mapping into a scene directory.
 
-Per frame: read it (one frame in memory), predict its pose by constant velocity, refine it against
-the map (``tracker``), decide whether it is a keyframe (motion, overlap, or ``keyframe_every``), grow
-the map from keyframes, run a few mapping steps (``mapper``), and print one progress line.  The
-first frame is anchored at its ground-truth pose when the sequence has one (the map then lives in
-the world of the dataset's cameras, so held-out views evaluate it), else at the identity.
+Per frame: read it (one frame in memory), predict its pose by constant velocity, refine it by RGB-D
+odometry against the last keyframe (and optionally against the map: ``tracker``), decide whether it
+is a keyframe (motion, overlap, or ``keyframe_every``), grow the map from keyframes, run a few
+mapping steps (``mapper``), and print one progress line.  The first frame is anchored at its
+ground-truth pose when the sequence has one (the map then lives in the world of the dataset's
+cameras, so held-out views evaluate it), else at the identity.
 
 Output (``snapshot``): every ``snapshot_every`` keyframes, at the end, on Ctrl-C and when tracking
 is lost, an atomic snapshot of ``out``: a scene directory (keyframes as its training cameras,
@@ -12,23 +13,29 @@ is lost, an atomic snapshot of ``out``: a scene directory (keyframes as its trai
 frame.  The run holds ``out``'s writer lock throughout.  Tracking loss (the residual jumps to
 ``lost_factor`` times its running median) writes the map so far and raises ``LangfieldError``
 naming the frame (the CLI exits 2; the snapshot stays valid).
+
+With ``language.features`` set, every keyframe is also fused into the map's language field right after it
+grew the map (``language.OnlineLanguage``: features, online codec, lift onto the Gaussians it sees); mapping
+never touches the language, and every snapshot carries the field (``snapshot``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Protocol, Sequence, Union
 
 import numpy as np
 
 from langfield.frontend.slam.config import SlamConfig
 from langfield.frontend.slam.frames import frame_view
+from langfield.frontend.slam.language_config import SlamLanguageConfig
 from langfield.frontend.slam.mapper import Keyframe, Mapper, pose_distance
-from langfield.frontend.slam.snapshot import TRAJECTORY_FILE, write_snapshot
+from langfield.frontend.slam.snapshot import TRAJECTORY_FILE, features_path, write_snapshot
 from langfield.frontend.slam.tracker import constant_velocity, track_frame
 from langfield.outputs import check_output
 from langfield.scene import SceneCamera
@@ -37,6 +44,18 @@ from langfield.sources.rgbd import RGBDSequence, open_sequence
 from langfield.types import LangfieldError
 
 PathLike = Union[str, Path]
+
+
+class LiveMap(Protocol):
+    """A viewer following the growing map (``--view``: ``langfield.viewer.live.LiveScene``).
+
+    ``open`` gets the first snapshot's directory; ``publish`` gets a copy of the map after every frame and swaps
+    it in under the lock its render threads hold (the mapper never hands out the tensors it keeps optimising).
+    """
+
+    def open(self, scene_dir: Path) -> None: ...
+
+    def publish(self, params: Mapping[str, Any], codec: Optional[Any] = None) -> None: ...
 
 
 @dataclass
@@ -49,6 +68,8 @@ class FrameStats:
     residual: float
     keyframe: bool
     num_gaussians: int
+    language_ms: float = 0.0
+    """Features + codec + lift of the keyframe (0 for other frames and geometry-only runs)."""
 
 
 @dataclass
@@ -71,6 +92,8 @@ class SlamResult:
     """Snapshots written."""
     status: str = "done"
     """done | lost | interrupted."""
+    language: Optional[dict[str, Any]] = None
+    """config.json's ``language`` section of the last snapshot (None for a geometry-only run)."""
 
 
 def _select(seq: RGBDSequence, cfg: SlamConfig) -> RGBDSequence:
@@ -83,9 +106,19 @@ def _select(seq: RGBDSequence, cfg: SlamConfig) -> RGBDSequence:
 class _Run:
     """State of one run (kept out of ``run_slam`` so snapshots can be written from any exit path)."""
 
-    def __init__(self, seq: RGBDSequence, root: Path, cfg: SlamConfig) -> None:
+    def __init__(self, seq: RGBDSequence, root: Path, cfg: SlamConfig,
+                 language: Optional[SlamLanguageConfig] = None, live: Optional[LiveMap] = None) -> None:
         self.seq, self.root, self.cfg = seq, root, cfg
+        self.live, self.live_open = live, False
         self.mapper = Mapper(cfg)
+        self.language = None
+        self.language_meta: Optional[dict[str, Any]] = None
+        if language is not None and language.enabled:
+            from langfield.frontend.slam.language import OnlineLanguage
+
+            cache = features_path(root)
+            shutil.rmtree(cache, ignore_errors=True)  # a killed run's cache may hold another sequence's frames
+            self.language = OnlineLanguage(language, seq, cache, cfg.map_downscale, seed=cfg.seed)
         self.poses: list[np.ndarray] = []
         self.timestamps: list[float] = []
         self.gt: list[Optional[np.ndarray]] = []
@@ -117,7 +150,12 @@ class _Run:
     def snapshot(self, status: str) -> None:
         cams = [SceneCamera.from_view(kf.view, "train") for kf in self.mapper.keyframes]
         c2w = np.stack(self.poses) if self.poses else np.zeros((0, 4, 4))
-        write_snapshot(self.root, self.mapper.params, cams, self.config(status), np.asarray(self.timestamps), c2w)
+        final = status != "running"
+        lang = self.language.snapshot(self.mapper, final=final) if self.language is not None else None
+        if lang is not None:
+            self.language_meta = lang.meta
+        write_snapshot(self.root, self.mapper.params, cams, self.config(status), np.asarray(self.timestamps), c2w,
+                       language=lang, features_cache=features_path(self.root) if final and lang is not None else None)
         self.snapshots += 1
 
     def result(self, status: str) -> SlamResult:
@@ -125,7 +163,8 @@ class _Run:
         if any(g is not None for g in self.gt):
             gt = np.stack([g if g is not None else np.full((4, 4), np.nan) for g in self.gt])
         return SlamResult(self.root, np.stack(self.poses), np.asarray(self.timestamps), gt, self.stats,
-                          len(self.mapper.keyframes), self.mapper.num_gaussians, self.snapshots, status)
+                          len(self.mapper.keyframes), self.mapper.num_gaussians, self.snapshots, status,
+                          self.language_meta)
 
     # ------------------------------------------------------------------ one frame
 
@@ -141,7 +180,7 @@ class _Run:
             prev2 = self.poses[-2] if len(self.poses) >= 2 else None
             guess = constant_velocity(self.poses[-1], prev2)
             target = frame_view(frame, self.seq.intrinsics, guess, cfg.track_downscale)
-            tr = track_frame(mapper.frozen(), target, guess, cfg)
+            tr = track_frame(mapper.frozen(), target, guess, cfg, keyframe=mapper.keyframes[-1].view)
             c2w, residual = tr.c2w, tr.residual
             self._check_lost(i, frame.name, residual)
             last_kf = np.linalg.inv(mapper.keyframes[-1].view.viewmat.double().numpy())
@@ -152,25 +191,54 @@ class _Run:
         self.poses.append(c2w)
         self.timestamps.append(frame.timestamp)
         self.gt.append(frame.c2w_gt)
+        language_s = 0.0
         if keyframe:
             view = frame_view(frame, self.seq.intrinsics, c2w, cfg.map_downscale)
-            mapper.add_keyframe(Keyframe(i, frame.name, frame.timestamp, view))
+            kf = Keyframe(i, frame.name, frame.timestamp, view)
+            mapper.add_keyframe(kf)
+            if self.language is not None:
+                # After the keyframe grew the map (its new Gaussians get its features too), before mapping.
+                language_s = self.language.fuse(kf, mapper)
         mapper.map(cfg.map_iters)
         t2 = time.perf_counter()
-        st = FrameStats(i, (t1 - t0) * 1e3, (t2 - t1) * 1e3, residual, keyframe, mapper.num_gaussians)
+        st = FrameStats(i, (t1 - t0) * 1e3, (t2 - t1 - language_s) * 1e3, residual, keyframe, mapper.num_gaussians,
+                        language_s * 1e3)
         self.stats.append(st)
         if cfg.progress:
-            log(f"frame {i + 1}/{len(self.seq)}  track {st.track_ms:7.0f} ms  map {st.map_ms:7.0f} ms  "
+            lang = f"  language {st.language_ms:6.0f} ms" if self.language is not None else ""
+            log(f"frame {i + 1}/{len(self.seq)}  track {st.track_ms:7.0f} ms  map {st.map_ms:7.0f} ms{lang}  "
                 f"residual {residual:.4f}  gaussians {st.num_gaussians}" + ("  keyframe" if keyframe else ""))
         if keyframe and cfg.snapshot_every and len(mapper.keyframes) % cfg.snapshot_every == 0:
             self.snapshot("running")
+        elif self.live is not None and not self.live_open:
+            self.snapshot("running")  # the viewer opens a scene directory: give it one at once
+        if self.live is not None:
+            self._show()
+
+    def _show(self) -> None:
+        """Open the viewer on the newest snapshot (first call), else publish a copy of the map as it is now."""
+        assert self.live is not None
+        if not self.live_open:
+            self.live.open(self.root)
+            self.live_open = True
+            return
+        params = {k: v.detach().clone() for k, v in self.mapper.params.items()}
+        codec = None
+        if self.language is not None and self.language.codec is not None:
+            latents = self.language.online_latents(self.mapper)
+            if latents.shape[1]:
+                params["latents"] = latents
+                codec = self.language.codec
+        self.live.publish(params, codec)
 
     def _check_lost(self, i: int, name: str, residual: float) -> None:
         cfg = self.cfg
         history = [s.residual for s in self.stats[1:]]
+        typical = float(np.median(history)) if history else 0.0
+        if not np.isfinite(residual):  # nothing of the frame lands on the map: lost even during the warm-up
+            raise _Lost(i, name, residual, typical)
         if len(history) < cfg.lost_warmup:
             return
-        typical = float(np.median(history))
         if residual > cfg.lost_min_residual and residual > cfg.lost_factor * max(typical, 1e-12):
             raise _Lost(i, name, residual, typical)
 
@@ -187,6 +255,8 @@ def run_slam(
     cfg: Optional[SlamConfig] = None,
     *,
     intrinsics: Optional[Union[str, Sequence[float]]] = None,
+    language: Optional[SlamLanguageConfig] = None,
+    live: Optional[LiveMap] = None,
     overwrite: bool = False,
     command: Optional[str] = None,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
@@ -198,6 +268,10 @@ def run_slam(
     """
     cfg = cfg or SlamConfig()
     seq = _select(open_sequence(sequence, intrinsics=intrinsics), cfg)
+    if language is not None and language.enabled:
+        from langfield.frontend.slam.language import check_language_input
+
+        check_language_input(language, seq)  # before the output is touched: bad input leaves nothing behind
     out = Path(out)
     check_output(out, [seq.root])
     lock = acquire(out, command, create_parent=True)
@@ -209,7 +283,7 @@ def run_slam(
             raise LangfieldError(f"{out}: exists and is not a directory")
         if root.exists() and any(root.iterdir()) and not overwrite:
             raise LangfieldError(f"{out}: already exists; pass --overwrite to replace it")
-        run = _Run(seq, root, cfg)
+        run = _Run(seq, root, cfg, language, live)
         if seq.has_gt and seq.frames[0].c2w_gt is None:
             log(f"note: {seq.name}: the first frame has no ground-truth pose; the map is anchored at the identity")
         for i in range(len(seq)):
@@ -230,4 +304,6 @@ def run_slam(
         run.snapshot("done")
         return run.result("done")
     finally:
+        if language is not None and language.enabled:
+            shutil.rmtree(features_path(lock.scene), ignore_errors=True)  # moved into the last snapshot, or a failed run's
         lock.release()
