@@ -31,7 +31,7 @@ def _build_scene(root: Path, iterations: int) -> Path:
 
     data = generate_scene(root / "data", seed=11, width=128, height=96, n_train=16, n_eval=4).parent
     cfg = TrainConfig(iterations=iterations, backend="cpu", sh_degree=1, checkpoint_every=0)
-    lang = LanguageConfig(features="labels", clip="test-tiny", codec_steps=500, iterations=300)
+    lang = LanguageConfig(features="labels", clip="test-tiny", codec_steps=500, iterations=300, schedule="sequential")
     reconstruct(data, root / "scene", cfg, progress=False, language=lang)
     return root / "scene"
 

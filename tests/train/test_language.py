@@ -70,7 +70,7 @@ def test_train_latents_fits_targets_and_freezes_geometry(tiny_views, make_gaussi
             targets[v.name] = img
             valid[v.name] = torch.ones(v.height, v.width, 2, dtype=torch.bool)
     lt = LanguageTargets("labels", ("part", "whole"), 2, targets, valid)
-    stats = train_latents(params, views, lt, LanguageConfig(iterations=150, lr=0.05), backend="cpu", progress=False)
+    stats = train_latents(params, views, lt, LanguageConfig(schedule="sequential", iterations=150, lr=0.05), backend="cpu", progress=False)
     assert params["latents"].shape == (40, 4)
     assert stats["latent_loss_last"] < 0.3 * stats["latent_loss_first"]
     for k, v in before.items():

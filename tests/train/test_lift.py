@@ -154,7 +154,7 @@ def test_refine_schedule_is_the_anchored_lift_with_its_own_step_count(tiny_views
     stats = train_latents(refined, tiny_views, tg, LanguageConfig(schedule="refine", refine_iterations=7, lift_anchor=5.0),
                           backend="cpu", progress=False)
     same = make_gaussians(40, seed=1)
-    train_latents(same, tiny_views, tg, LanguageConfig(iterations=7, init_from_lift=True, lift_anchor=5.0),
+    train_latents(same, tiny_views, tg, LanguageConfig(schedule="sequential", iterations=7, init_from_lift=True, lift_anchor=5.0),
                   backend="cpu", progress=False)
     assert stats["latent_iterations"] == 7 and stats["lift_anchor"] == 5.0
     torch.testing.assert_close(refined["latents"], same["latents"])
