@@ -36,7 +36,7 @@ from langfield.frontend.slam.frames import frame_view
 from langfield.frontend.slam.language_config import SlamLanguageConfig
 from langfield.frontend.slam.mapper import Keyframe, Mapper, pose_distance
 from langfield.frontend.slam.snapshot import TRAJECTORY_FILE, features_path, write_snapshot
-from langfield.frontend.slam.tracker import constant_velocity, track_frame
+from langfield.frontend.slam.tracker import PyramidCache, constant_velocity, track_frame
 from langfield.outputs import check_output
 from langfield.scene import SceneCamera
 from langfield.scene_lock import acquire, clean_leftovers, note_recovery, recover_interrupted_swap
@@ -111,6 +111,7 @@ class _Run:
         self.seq, self.root, self.cfg = seq, root, cfg
         self.live, self.live_open = live, False
         self.mapper = Mapper(cfg)
+        self.pyramids = PyramidCache()  # the newest keyframe's odometry pyramid, built once for all its frames
         self.language = None
         self.language_meta: Optional[dict[str, Any]] = None
         if language is not None and language.enabled:
@@ -180,7 +181,8 @@ class _Run:
             prev2 = self.poses[-2] if len(self.poses) >= 2 else None
             guess = constant_velocity(self.poses[-1], prev2)
             target = frame_view(frame, self.seq.intrinsics, guess, cfg.track_downscale)
-            tr = track_frame(mapper.frozen(), target, guess, cfg, keyframe=mapper.keyframes[-1].view)
+            tr = track_frame(mapper.frozen(), target, guess, cfg, keyframe=mapper.keyframes[-1].view,
+                             pyramids=self.pyramids)
             c2w, residual = tr.c2w, tr.residual
             self._check_lost(i, frame.name, residual)
             last_kf = np.linalg.inv(mapper.keyframes[-1].view.viewmat.double().numpy())

@@ -149,8 +149,11 @@ def warp_residual(src: View, ref: View, T: np.ndarray, depth_weight: float) -> t
     return float((colour + depth_weight * depth).mean()), int(hit.sum()) / max(n_valid, 1)
 
 
-class _PyramidCache:
-    """The reference pyramid of the last keyframe tracked against (one slot: frames track the newest keyframe)."""
+class PyramidCache:
+    """The reference pyramid of the last keyframe tracked against (one slot: frames track the newest keyframe).
+
+    Owned by one SLAM run (not module state), so two runs in one process never share or pin each other's
+    keyframes."""
 
     def __init__(self) -> None:
         self._view: Optional[View] = None
@@ -163,11 +166,8 @@ class _PyramidCache:
         return self._pyramid
 
 
-_KEYFRAME_PYRAMIDS = _PyramidCache()
-
-
 def initial_estimate(g: FrozenMap, target: View, c2w_pred: np.ndarray, cfg: SlamConfig,
-                     keyframe: Optional[View] = None) -> TrackResult:
+                     keyframe: Optional[View] = None, pyramids: Optional[PyramidCache] = None) -> TrackResult:
     """The constant-velocity prediction ``c2w_pred`` refined by RGB-D odometry against the reference.
 
     The reference is ``keyframe`` (its stored pixels at its tracked pose) for ``track_reference
@@ -184,7 +184,8 @@ def initial_estimate(g: FrozenMap, target: View, c2w_pred: np.ndarray, cfg: Slam
     iters = 0
     if cfg.tracker == "torch":
         try:
-            pyr = _KEYFRAME_PYRAMIDS.get(ref, cfg.odo_levels) if cfg.track_reference == "keyframe" else ref
+            cached = pyramids is not None and cfg.track_reference == "keyframe"
+            pyr = pyramids.get(ref, cfg.odo_levels) if cached else ref
             r = rgbd_odometry(target, pyr, init, cfg.odometry())
             T, iters = r.transform, r.iterations
         except LangfieldError:
@@ -231,11 +232,12 @@ def refine_against_map(g: FrozenMap, target: View, c2w_init: np.ndarray, cfg: Sl
 
 
 def track_frame(g: FrozenMap, target: View, c2w_init: np.ndarray, cfg: SlamConfig,
-                keyframe: Optional[View] = None) -> TrackResult:
+                keyframe: Optional[View] = None, pyramids: Optional[PyramidCache] = None) -> TrackResult:
     """Track ``target`` (the frame at ``track_downscale``) from the prediction ``c2w_init`` (module docstring);
-    ``keyframe`` is the last keyframe's view (the odometry's reference for ``track_reference keyframe``)."""
+    ``keyframe`` is the last keyframe's view (the odometry's reference for ``track_reference keyframe``), whose
+    pyramid ``pyramids`` keeps between frames (None: built for this frame)."""
     use_odometry = cfg.tracker != "none" or cfg.track_iters == 0
-    est = initial_estimate(g, target, c2w_init, cfg, keyframe) if use_odometry else None
+    est = initial_estimate(g, target, c2w_init, cfg, keyframe, pyramids) if use_odometry else None
     if cfg.track_iters == 0 and est is not None:
         return est
     ref = refine_against_map(g, target, est.c2w if est is not None else c2w_init, cfg)
