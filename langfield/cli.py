@@ -25,8 +25,11 @@ from langfield.frontend.sfm import SfmConfig
 from langfield.render.backend import Backend
 from langfield.train.config import TRAIN_PRESETS, TrainConfig
 from langfield.train.language import LanguageConfig
+from langfield.train.live import DEFAULT_VIEW_EVERY
 from langfield.types import DataError, LangfieldError
 from langfield.viewer.command import ViewCommand
+from langfield.viewer.config import DEFAULT_HOST, DEFAULT_PORT
+from langfield.viewer.live import LiveScene
 
 
 def _pos(metavar: str):
@@ -98,6 +101,18 @@ class Reconstruct:
     """Replace an existing OUT (the old scene is removed only once the new one is complete)."""
     quiet: bool = False
     """No progress bar."""
+    view: bool = False
+    """Open the web viewer (needs viser; see `langfield view`) on the scene while it trains: from the first
+    Gaussians, updated every --view-every steps (the language modes with the joint schedule; otherwise once the
+    scene is written); when training ends it serves the written scene until Ctrl-C."""
+    view_every: int = DEFAULT_VIEW_EVERY
+    """--view: steps between the maps sent to the viewer (each one copy of the Gaussians)."""
+    view_quit_when_done: bool = False
+    """--view: exit once the scene is written instead of serving it until Ctrl-C."""
+    host: str = DEFAULT_HOST
+    """--view: interface to bind (localhost only by default; 0.0.0.0 exposes the scene to the network)."""
+    port: int = DEFAULT_PORT
+    """--view: TCP port (0 = any free port; a port in use is an error, exit code 2)."""
     iterations_given: tyro.conf.Suppress[bool] = False
     """Set by the parser, not an option: whether the command line named the iterations (with --resume, a new
     total; otherwise the checkpoint's is kept)."""
@@ -125,12 +140,36 @@ class Reconstruct:
             source = _photo_folder(self.data, self.train.images) if kind == "photos" else self.data
             frontend = scene_frontend(source, self.frames, self.sfm, progress=not self.quiet)
             train = replace(train, images=None)  # the front end's dataset has its own images/
-        result = reconstruct(data, self.out, train, resume=self.resume, overwrite=self.overwrite,
-                             iterations=self.train.iterations if self.resume and self.iterations_given else None,
-                             progress=not self.quiet, language=language, frontend=frontend, **_evaluation())
-        assert result is not None
-        _print_summary(result)
+        live = self._live_view() if self.view else None
+        try:
+            result = reconstruct(data, self.out, train, resume=self.resume, overwrite=self.overwrite,
+                                 iterations=self.train.iterations if self.resume and self.iterations_given else None,
+                                 progress=not self.quiet, language=language, frontend=frontend, live=live,
+                                 view_every=self.view_every, **_evaluation())
+            assert result is not None
+            _print_summary(result)
+            if live is not None and not self.view_quit_when_done:
+                print(f"viewer: {live.url} shows {result.scene_dir}  (Ctrl-C to stop)", flush=True)
+                live.serve_until_interrupted()
+        finally:
+            if live is not None:
+                live.close()
         return 0
+
+    def _live_view(self) -> LiveScene:
+        """The viewer of --view, checked before anything is trained (a taken port fails now, exit code 2)."""
+        from langfield.viewer.config import ViewerConfig
+
+        if self.view_every < 1:
+            raise LangfieldError(f"--view-every must be >= 1, got {self.view_every}")
+        try:
+            config = ViewerConfig(host=self.host, port=self.port)
+        except ValueError as e:
+            raise LangfieldError(f"bad option: {e}") from None
+        live = LiveScene(backend=self.train.backend, config=config, background=True,
+                         note="the scene updates while training runs")
+        live.preflight()
+        return live
 
 
 def unposed_kind(path: Path, images: Optional[str]) -> Optional[str]:
@@ -206,20 +245,38 @@ class Render:
     scene: SceneArg
     """Scene directory written by `langfield reconstruct`."""
     out: Path
-    """Output directory (rgb/, depth/, orbit/)."""
+    """Output directory (rgb/, depth/, orbit/); with --camera-path the video file to write (.mp4)."""
     cameras: Optional[Path] = None
     """nerfstudio-style transforms.json of the cameras to render (default: the scene's own cameras)."""
     orbit: int = 0
     """Also render this many turntable frames around the scene centre (+ orbit.mp4 or .gif)."""
     backend: Backend = "auto"
     """Rasterizer backend."""
+    camera_path: Optional[Path] = None
+    """Render this camera-path JSON (the viewer's "Save path", or a nerfstudio camera_path.json) to the video
+    --out instead of PNG files."""
+    mode: Literal["rgb", "depth", "features", "relevancy"] = "rgb"
+    """--camera-path: what the video shows (as the viewer's Mode); relevancy needs --query."""
+    query: str = ""
+    """--camera-path --mode relevancy: the text whose relevancy heatmap is drawn over the RGB."""
+    level: Optional[int] = None
+    """--camera-path, language modes: feature level (0 = finest; default: per frame the best, as the viewer)."""
+    quiet: bool = False
+    """--camera-path: no progress bar."""
 
     def run(self) -> int:
-        from langfield.cli_render import orbit_cameras, render_cameras, write_animation
+        from langfield.cli_render import orbit_cameras, render_camera_path, render_cameras, write_animation
         from langfield.outputs import check_output
         from langfield.scene import load_scene, read_transforms_cameras
 
-        check_output(self.out, [self.scene, self.cameras])
+        check_output(self.out, [self.scene, self.cameras, self.camera_path])
+        if self.camera_path is not None:
+            if self.cameras is not None or self.orbit:
+                raise LangfieldError("--camera-path renders a video: it does not combine with --cameras or --orbit")
+            video = render_camera_path(self.scene, self.camera_path, self.out, backend=self.backend, mode=self.mode,
+                                       query=self.query, level=self.level, progress=not self.quiet)
+            print(f"wrote {video}")
+            return 0
         scene = load_scene(self.scene)
         background = scene.settings.train.background
         if self.out.exists() and not self.out.is_dir():

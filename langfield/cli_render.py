@@ -128,3 +128,38 @@ def write_animation(frames: list[Path], out_base: Path, fps: int = 15) -> Option
     pil = [Image.fromarray(im) for im in imgs]
     pil[0].save(gif, save_all=True, append_images=pil[1:], duration=int(1000 / fps), loop=0)
     return gif
+
+
+def render_camera_path(scene_dir: Path, path_file: Path, out: Path, *, backend: str = "auto", mode: str = "rgb",
+                       query: str = "", level: Optional[int] = None, progress: bool = True) -> Path:
+    """``langfield render SCENE --camera-path PATH.json --out VIDEO.mp4``: the viewer's "Render video", offline.
+
+    The frames come from the viewer's render core (``langfield.viewer.campath.render_video``), so a
+    path saved in the browser renders to the same video here.  Errors in the path file, the mode or
+    the query are raised before the scene is loaded or anything is written.
+    """
+    from tqdm.auto import tqdm
+
+    from langfield.render.camera_path import read_camera_path
+    from langfield.render.video import check_video_path
+    from langfield.viewer.campath import render_video
+    from langfield.viewer.core import LANGUAGE_MODES, MODES, RenderCore, RenderRequest
+
+    check_video_path(out)
+    path = read_camera_path(path_file)
+    if mode not in MODES:
+        raise DataError(f"--mode {mode!r}: one of {', '.join(MODES)}")
+    query = " ".join(query.split())
+    if mode == "relevancy" and not query:
+        raise DataError('--mode relevancy needs --query "TEXT"')
+    if query and mode != "relevancy":
+        raise DataError(f"--query is only used with --mode relevancy (got --mode {mode})")
+    core = RenderCore(scene_dir, backend=backend)
+    if mode in LANGUAGE_MODES and not core.has_language:
+        raise DataError(f"--mode {mode}: {core.language_note}")
+    core.check_level(level)
+    request = RenderRequest(mode=mode, query=query, level=level)  # type: ignore[arg-type]
+    with tqdm(total=path.num_frames, desc="render video", unit="frame", disable=not progress,
+              dynamic_ncols=True) as bar:
+        written = render_video(core, path, request, out, progress=lambda done, total: bar.update(1))
+    return written

@@ -20,6 +20,10 @@ the refinement of the training poses buys from what the held-out-pose fit buys.
 
     python scripts/bench_pose_refine.py --iterations 3000
     python scripts/bench_pose_refine.py --quick      # 64x48, 300 steps: a smoke run
+
+``--runs`` picks some of the three runs and ``--reuse`` (with ``--out``) keeps the finished runs of an earlier
+call with the same protocol, so that the pose settings (``--opt KEY=JSON`` on the optimised run's TrainConfig)
+can be varied without retraining the two reference runs; the pose errors need all three.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -115,10 +120,29 @@ def _eval_refined_psnr(scene_dir: Path, data: Path, cfg: TrainConfig) -> float:
     _, evals = load_split_views(capture, downscale=cfg.downscale, device="cpu")
     evals = refine_eval_poses(scene.params, evals, steps=cfg.eval_pose_steps, lr_rotation=cfg.pose_lr_rotation,
                               lr_translation=cfg.pose_lr_translation * float(capture.scene_scale),
-                              sh_degree=cfg.sh_degree, backend=cfg.backend, ssim_lambda=cfg.ssim_lambda)
+                              sh_degree=cfg.sh_degree, backend=cfg.backend, ssim_lambda=cfg.ssim_lambda,
+                              orbit=cfg.pose_orbit)
     rows, _ = evaluate_views(scene.params, evals, sh_degree=cfg.sh_degree, background=cfg.background,
                              backend=cfg.backend)
     return round(float(np.mean([r["psnr"] for r in rows])), 3)
+
+
+RUNS = ("true", "perturbed", "perturbed_optimized")
+
+
+def _parse_opt(items: list[str]) -> dict[str, Any]:
+    """``KEY=JSON`` pairs -> TrainConfig changes (names checked against the dataclass)."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in names:
+            raise ValueError(f"--opt {item!r}: expected KEY=JSON with KEY a TrainConfig field")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--opt {item!r}: the value is not JSON ({exc.msg})") from None
+    return out
 
 
 def main() -> int:
@@ -136,42 +160,72 @@ def main() -> int:
     ap.add_argument("--eval-pose-steps", type=int, default=None)
     ap.add_argument("--eval-refine-all", action="store_true",
                     help="also score the true/perturbed runs after test-time held-out pose optimisation")
+    ap.add_argument("--opt", action="append", default=[], metavar="KEY=JSON",
+                    help="a TrainConfig field of the perturbed_optimized run, e.g. pose_orbit=false (repeatable)")
+    ap.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated subset of {','.join(RUNS)}")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep the data and the finished runs of an earlier call with the same protocol in --out")
     ap.add_argument("--quick", action="store_true", help="64x48, 16+4 views, 300 steps")
     ap.add_argument("--out", type=Path, default=None, help="work directory (default: a temporary one)")
     args = ap.parse_args()
     if args.quick:
         args.width, args.height, args.n_train, args.n_eval, args.iterations = 64, 48, 16, 4, 300
+    selected = [r.strip() for r in args.runs.split(",") if r.strip()]
+    if not selected or any(r not in RUNS for r in selected):
+        print(f"error: --runs {args.runs!r}: expected a comma-separated subset of {','.join(RUNS)}", file=sys.stderr)
+        return 2
+    try:
+        opt_changes = _parse_opt(args.opt)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     work = args.out or Path(tempfile.mkdtemp(prefix="bench_pose_refine_"))
     work.mkdir(parents=True, exist_ok=True)
+    protocol = {k: getattr(args, k) for k in ("seed", "width", "height", "n_train", "n_eval", "iterations",
+                                              "rot_deg", "trans", "backend")}
+    stamp = work / "protocol.json"
+    reuse = args.reuse and stamp.exists() and json.loads(stamp.read_text()) == protocol
     true_data = work / "data"
-    if true_data.exists():
-        shutil.rmtree(true_data)
-    generate_scene(true_data, seed=args.seed, width=args.width, height=args.height, n_train=args.n_train,
-                   n_eval=args.n_eval)
     noisy_data = work / "data_perturbed"
-    if noisy_data.exists():
-        shutil.rmtree(noisy_data)
-    perturb_dataset(true_data, noisy_data, args.rot_deg, args.trans, seed=args.seed)
+    if not reuse:
+        for stale in [true_data, noisy_data] + [work / name for name in RUNS]:
+            if stale.exists():
+                shutil.rmtree(stale)
+        generate_scene(true_data, seed=args.seed, width=args.width, height=args.height, n_train=args.n_train,
+                       n_eval=args.n_eval)
+        perturb_dataset(true_data, noisy_data, args.rot_deg, args.trans, seed=args.seed)
+        stamp.write_text(json.dumps(protocol))
 
     base = TrainConfig(iterations=args.iterations, seed=args.seed, backend=args.backend, checkpoint_every=0)
     if args.pose_lr is not None:
         base = dataclasses.replace(base, pose_lr_rotation=args.pose_lr, pose_lr_translation=args.pose_lr)
     if args.eval_pose_steps is not None:
         base = dataclasses.replace(base, eval_pose_steps=args.eval_pose_steps)
-    opt = dataclasses.replace(base, optimize_poses=True)
+    opt = dataclasses.replace(base, optimize_poses=True, **opt_changes)
 
     report: dict = {
-        "protocol": {k: getattr(args, k) for k in ("seed", "width", "height", "n_train", "n_eval", "iterations",
-                                                    "rot_deg", "trans", "backend")},
+        "protocol": protocol,
         "config": {k: getattr(opt, k) for k in ("pose_lr_rotation", "pose_lr_translation", "pose_lr_final_factor",
-                                                 "pose_l2", "eval_pose_steps")},
+                                                 "pose_orbit", "pose_l2", "eval_pose_steps")},
         "torch_threads": torch.get_num_threads(),
     }
     runs = {"true": (true_data, base), "perturbed": (noisy_data, base), "perturbed_optimized": (noisy_data, opt)}
     for name, (data, cfg) in runs.items():
+        saved = work / f"{name}.json"
+        if name not in selected:
+            if saved.exists():
+                report[name] = json.loads(saved.read_text())
+            continue
         report[name] = run(data, work / name, cfg)
+        if cfg.optimize_poses:  # what a later --reuse call reports as this run's settings
+            report[name]["pose_config"] = {k: getattr(cfg, k) for k in report["config"]}
+        saved.write_text(json.dumps(report[name]))
         print(json.dumps({name: report[name]}), file=sys.stderr, flush=True)
+    if not all(name in report for name in RUNS):
+        report["work_dir"] = str(work)
+        print(json.dumps(report, indent=2))
+        return 0
 
     truth = _viewmats(work / "true", "train")
     names = sorted(truth)

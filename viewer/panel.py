@@ -16,6 +16,7 @@ from langfield.viewer.colors import COLORMAPS, RelevancyStyle
 from langfield.viewer.config import ViewerConfig
 from langfield.viewer.core import DEFAULT_METHOD, RenderCore, RenderRequest, RenderResult
 from langfield.viewer.loop import ClientLoop
+from langfield.viewer.pointer import PointerPanel, remember_query
 from langfield.viewer.selection import DEFAULT_THRESHOLD
 
 RESOLUTIONS: tuple[int, ...] = (256, 384, 512, 768, 1024, 1280)
@@ -51,8 +52,15 @@ class ClientPanel:
         self.submitted = ""  # the query in effect (the box may hold unsubmitted text)
         self.submitted_negatives: tuple[str, ...] = ()
         self._selection: Any = None  # this tab's Selection (never shared, gone on reload)
+        self.recent_queries: list[str] = []  # submitted queries, most recent first (scored at a clicked point)
         self._build(client.gui)
         self.loop = ClientLoop(client, self.frame, config, self.set_status, max_size_fn=self.max_size)
+        # the click reads the frame the loop shows: the same camera at the same full size
+        self.pointer = PointerPanel(client, core, client.gui, camera_fn=lambda: self.loop._camera(self.max_size()),
+                                    request_fn=self.request, queries_fn=lambda: self.recent_queries)
+        from langfield.viewer.campath import CameraPathControls
+
+        self.campath = CameraPathControls(client.gui, client, core, request_fn=self.request, max_size_fn=self.max_size)
 
     # ------------------------------------------------------------------ GUI
 
@@ -159,6 +167,7 @@ class ClientPanel:
         """Apply the query box and negatives (Enter / Search) and re-render."""
         self.submitted = " ".join(self.query.value.split())
         self.submitted_negatives = self._parse_negatives()
+        self.recent_queries = remember_query(self.recent_queries, self.submitted)
         if self.submitted and self.mode.value not in ("relevancy", "features"):
             self.mode.value = "relevancy"  # a query asks to see its relevancy (this re-renders too)
         self.loop.refresh()
@@ -194,6 +203,7 @@ class ClientPanel:
         return self.core.render(camera, self.request())
 
     def stop(self) -> None:
+        self.campath.stop()  # a running video render ends with the tab
         self.loop.stop()
 
     # ------------------------------------------------------------------ 3D selection

@@ -50,6 +50,8 @@ def find_cam_params(path: Path) -> Optional[Path]:
 
 def read_traj(path: Path) -> np.ndarray:
     """``traj.txt`` -> [N, 4, 4] float64 c2w, every pose validated (rigid, finite), naming the bad line."""
+    if not path.is_file():
+        raise DataError(f"{path}: not found (a Replica scene needs traj.txt, one camera-to-world 4x4 per frame)")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -114,7 +116,9 @@ def _cam_params(path: Path, w: int, h: int) -> tuple[tuple[float, float, float, 
         raise DataError(f"{path}: expected {{\"camera\": {{\"w\", \"h\", \"fx\", \"fy\", \"cx\", \"cy\", \"scale\"}}}}")
     vals = []
     for key in ("fx", "fy", "cx", "cy"):
-        v = cam.get(key)
+        if key not in cam:
+            raise DataError(f"{path}: camera.{key} is missing (needs camera.fx, fy, cx, cy in pixels)")
+        v = cam[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise DataError(f"{path}: camera.{key} must be a finite number, got {v!r:.40}")
         vals.append(float(v))

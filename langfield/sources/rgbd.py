@@ -338,8 +338,8 @@ def detect_layout(path: Path) -> str:
         raise DataError(f"{path}: not an RGB-D sequence folder")
     if (path / "rgb.txt").is_file() or (path / "depth.txt").is_file():
         return "tum"
-    if (path / "results").is_dir() and (path / "traj.txt").is_file():
-        return "replica"
+    if (path / "results").is_dir() and ((path / "traj.txt").is_file() or any((path / "results").glob("frame*"))):
+        return "replica"  # without traj.txt too, so the reader can say that it is missing
     if (path / "transforms.json").is_file():
         return "synthetic"
     if (path / "rgb").is_dir() and (path / "depth").is_dir():
@@ -387,14 +387,33 @@ def open_sequence(
     if kind == "tum":
         from langfield.sources.tum import read_tum_sequence
 
-        return read_tum_sequence(path, intrinsics=k, depth_factor=depth_factor, max_time_difference=max_time_difference)
-    if kind == "replica":
+        seq = read_tum_sequence(path, intrinsics=k, depth_factor=depth_factor, max_time_difference=max_time_difference)
+    elif kind == "replica":
         from langfield.sources.replica import read_replica_sequence
 
-        return read_replica_sequence(path, intrinsics=k, depth_factor=depth_factor, fps=fps)
-    if kind == "synthetic":
-        return read_synthetic_sequence(path, intrinsics=k, depth_factor=depth_factor, fps=fps, train_only=train_only)
-    return read_plain_sequence(path, intrinsics=k, depth_factor=depth_factor, fps=fps)
+        seq = read_replica_sequence(path, intrinsics=k, depth_factor=depth_factor, fps=fps)
+    elif kind == "synthetic":
+        seq = read_synthetic_sequence(path, intrinsics=k, depth_factor=depth_factor, fps=fps, train_only=train_only)
+    else:
+        seq = read_plain_sequence(path, intrinsics=k, depth_factor=depth_factor, fps=fps)
+    check_first_frame(seq)
+    return seq
+
+
+def check_first_frame(seq: RGBDSequence) -> None:
+    """DataError unless frame 0's depth image has its RGB image's size (headers only).
+
+    A mismatch there usually means every frame (a depth camera at another resolution): say so
+    when the sequence is opened, not after an output exists.  Later frames are checked when read.
+    """
+    f = seq.frames[0]
+    w, h = seq.size
+    dw, dh = image_size(f.depth_path)
+    if (dw, dh) != (w, h):
+        raise DataError(
+            f"{f.depth_path}: depth is {dw}x{dh} but its RGB image {f.rgb_path.name} is {w}x{h} (frame 0 of "
+            f"{len(seq)}); every depth image must have its RGB image's size (register depth to colour first)"
+        )
 
 
 def read_synthetic_sequence(

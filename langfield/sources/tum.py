@@ -9,6 +9,8 @@ Reading follows the TUM benchmark tools:
   position, spherical-linear in rotation, between the two ground-truth poses around it
   when both are within the tolerance (the motion-capture rate, 100 Hz, is higher than
   the camera's); else the nearest pose within the tolerance; else the frame has none.
+* Frames dropped by association, and frames without ground truth, are counted in the
+  sequence's ``notes`` (``langfield slam`` prints them as warnings).
 * Depth PNGs hold 5000 units per metre.
 * Intrinsics: ``intrinsics=`` (``--intrinsics``), else the published calibration of the
   sensor named ``freiburg1/2/3`` in the sequence's path (with its distortion: fr1 and fr2
@@ -17,7 +19,6 @@ Reading follows the TUM benchmark tools:
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 from pathlib import Path
@@ -31,8 +32,6 @@ from langfield.sources.rgbd import FrameFiles, RGBDSequence, opencv_intrinsics, 
 from langfield.sources.validate import image_size
 from langfield.trajectory import associate, interpolate_poses, parse_tum_lines, read_tum, write_tum
 from langfield.types import DataError
-
-log = logging.getLogger(__name__)
 
 TUM_DEPTH_FACTOR = 5000.0
 """Depth units per metre of TUM RGB-D depth PNGs."""
@@ -123,7 +122,6 @@ def read_tum_sequence(
     if len(pairs) < n_rgb:
         notes.append(f"{n_rgb - len(pairs)} of {n_rgb} RGB frames have no depth within {max_time_difference:g} s "
                      "and are skipped")
-        log.warning("%s: %s", path, notes[-1])
 
     times = rgb_t[[i for i, _ in pairs]]
     gts: list[Optional[np.ndarray]] = [None] * len(pairs)
@@ -139,7 +137,6 @@ def read_tum_sequence(
             )
         if missing:
             notes.append(f"{missing} of {len(gts)} frames have no ground-truth pose within {max_time_difference:g} s")
-            log.warning("%s: %s", path, notes[-1])
 
     frames = [
         FrameFiles(name=rgb_names[i], rgb_path=path / rgb_names[i], depth_path=path / depth_names[j],

@@ -22,7 +22,7 @@ import torch
 
 from langfield.outputs import check_output, input_dir
 from langfield.scene import LANGUAGE_KEY, SceneCamera, latest_checkpoint, load_scene_config, save_scene
-from langfield.scene import write_manifest
+from langfield.scene import CODEC_DIR, write_manifest
 from langfield.scene_lock import FRONTEND_DATA, frontend_path
 
 FRONTEND_KEY = "frontend_data"
@@ -38,6 +38,7 @@ from langfield.train.language import (
     train_latents,
 )
 from langfield.train.config import TrainConfig, config_from_dict, config_to_dict
+from langfield.train.live import DEFAULT_VIEW_EVERY, LivePublisher, LiveView
 from langfield.train.outdir import OutputDir, merged_config, read_config, update_config
 from langfield.train.trainer import Trainer, seed_everything
 from langfield.types import Capture, DataError, LangfieldError, View
@@ -212,6 +213,8 @@ def reconstruct(
     evaluate: Optional[EvaluateFn] = None,
     evaluate_views: Optional[EvaluateViewsFn] = None,
     frontend: Optional[FrontendFn] = None,
+    live: Optional[LiveView] = None,
+    view_every: int = DEFAULT_VIEW_EVERY,
 ) -> Optional[ReconstructResult]:
     """Train a scene from a posed dataset and write the scene directory ``out``.
 
@@ -236,6 +239,8 @@ def reconstruct(
             the scene trains on (``langfield.frontend.poses``); the dataset ends up in ``out/data``.
         evaluate_views: metrics of views for the periodic test hook
             (``langfield.eval.report.evaluate_views``; used when ``cfg.test_every`` > 0).
+        live: a viewer following the training (``reconstruct --view``; ``train.live``): opened on the first
+            Gaussians, sent a copy every ``view_every`` steps, switched to the written scene at the end.
     """
     out = Path(out)
     t0 = time.time()
@@ -250,7 +255,8 @@ def reconstruct(
         if not _is_own_data(od.root, spec.data):
             check_output(out, [input_dir(spec.data)])
         return _run(spec, od, progress=progress, stop_after=stop_after, evaluate=evaluate,
-                    evaluate_views=evaluate_views, t0=t0)
+                    evaluate_views=evaluate_views, t0=t0,
+                    publisher=LivePublisher(live, view_every) if live is not None else None)
 
 
 def _is_own_data(root: Path, data: Path) -> bool:
@@ -277,7 +283,7 @@ def _adopt_frontend_data(od: OutputDir, workdir: Path, data: Path, meta: dict[st
 
 def _run(spec: _RunSpec, od: OutputDir, *, progress: bool, stop_after: Optional[int],
          evaluate: Optional[EvaluateFn], evaluate_views: Optional[EvaluateViewsFn],
-         t0: float) -> Optional[ReconstructResult]:
+         t0: float, publisher: Optional[LivePublisher] = None) -> Optional[ReconstructResult]:
     """The pipeline: load, initialise, train (geometry, language), save, evaluate, put in place."""
     cfg, language, ckpt_state = spec.cfg, spec.language, spec.ckpt_state
     resume = ckpt_state is not None
@@ -339,6 +345,12 @@ def _run(spec: _RunSpec, od: OutputDir, *, progress: bool, stop_after: Optional[
         trainer.load_state_dict(ckpt_state)
         del ckpt_state
         spec.ckpt_state = None
+    if publisher is not None:  # the viewer opens on the first Gaussians (train/live.py: what it shows when)
+        publisher.start(trainer.params, scene_cameras(train_views, eval_views), {**meta, "finished": False},
+                        language_meta=lang_targets.meta if joint and lang_targets is not None else None,
+                        codec_dir=workdir / CODEC_DIR,
+                        later=language.schedule if lang_targets is not None and language and not joint else None,
+                        name=od.out.name)
 
     test_hook = None
     if evaluate_views is not None:
@@ -348,7 +360,7 @@ def _run(spec: _RunSpec, od: OutputDir, *, progress: bool, stop_after: Optional[
             return {"test_psnr": float(np.mean([r["psnr"] for r in rows]))}
 
     try:
-        trainer.train(until=stop_after, scene_dir=workdir, progress=progress, on_test=test_hook)
+        trainer.train(until=stop_after, scene_dir=workdir, progress=progress, on_test=test_hook, on_step=publisher)
     except KeyboardInterrupt:
         if od.staging is not None:
             what = "--resume of the finished scene" if resume else "--overwrite run"
@@ -388,4 +400,6 @@ def _run(spec: _RunSpec, od: OutputDir, *, progress: bool, stop_after: Optional[
     write_manifest(workdir)  # last write before the swap: the manifest covers eval/ as written just now
     od.commit()
     shutil.rmtree(frontend_path(od.root), ignore_errors=True)  # frames and SfM work: the dataset is in the scene
+    if publisher is not None:
+        publisher.finish(od.out)
     return ReconstructResult(od.out, report, trainer.num_gaussians, wall)

@@ -21,7 +21,7 @@ import torch
 
 from langfield.gaussians.params import PARAM_KEYS
 from langfield.gaussians.strategy import Strategy
-from langfield.train.camera_opt import CameraOptimizer, refine_eval_poses
+from langfield.train.camera_opt import CameraOptimizer, pivot_depths, refine_eval_poses
 from langfield.train.checkpoint import capture_rng_states, restore_rng_states, save_checkpoint
 from langfield.train.config import TrainConfig, config_to_dict
 from langfield.train.losses import masked_depth_l1, photometric_loss
@@ -122,7 +122,8 @@ class Trainer:
         return CameraOptimizer(len(self.views), lr_rotation=cfg.pose_lr_rotation,
                                lr_translation=cfg.pose_lr_translation, final_factor=cfg.pose_lr_final_factor,
                                l2=cfg.pose_l2, iterations=cfg.iterations, scene_scale=self.scene_scale,
-                               device=self.device)
+                               device=self.device,
+                               pivot=pivot_depths(self.views, self.params["means"]) if cfg.pose_orbit else None)
 
     @property
     def device(self) -> torch.device:
@@ -205,11 +206,13 @@ class Trainer:
         scene_dir: Optional[Path] = None,
         progress: bool = True,
         on_test: Optional[Callable[["Trainer"], dict]] = None,
+        on_step: Optional[Callable[["Trainer"], None]] = None,
     ) -> None:
         """Run steps until ``until`` (default ``cfg.iterations``) completed steps.
 
         Checkpoints every ``cfg.checkpoint_every`` steps and at the end when
-        ``scene_dir`` is given (into scene_dir/checkpoints).  Ctrl-C finishes the current step, writes
+        ``scene_dir`` is given (into scene_dir/checkpoints); ``on_step`` is called after every step.
+        Ctrl-C finishes the current step, writes
         a checkpoint and then raises KeyboardInterrupt (a second Ctrl-C aborts
         at once); the interrupted step is never half-applied in a checkpoint.
         """
@@ -229,6 +232,8 @@ class Trainer:
                 if on_test is not None and self.cfg.test_every > 0 and self.step % self.cfg.test_every == 0:
                     metrics = on_test(self)
                     bar.write(f"step {self.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+                if on_step is not None:  # e.g. reconstruct --view publishing a copy every N steps
+                    on_step(self)
                 if self._stop_requested:
                     raise KeyboardInterrupt
         except KeyboardInterrupt:
@@ -310,7 +315,8 @@ class Trainer:
         evals = refine_eval_poses(self.params, eval_views, steps=cfg.eval_pose_steps,
                                   lr_rotation=cfg.pose_lr_rotation,
                                   lr_translation=cfg.pose_lr_translation * self.scene_scale,
-                                  sh_degree=cfg.sh_degree, backend=cfg.backend, ssim_lambda=cfg.ssim_lambda)
+                                  sh_degree=cfg.sh_degree, backend=cfg.backend, ssim_lambda=cfg.ssim_lambda,
+                                  orbit=cfg.pose_orbit)
         return train, evals
 
     def save(self, checkpoint_root: Path) -> Path:

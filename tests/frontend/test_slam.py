@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from langfield.scene import load_scene
 from langfield.sources.rgbd import open_sequence
 from langfield.synthetic import generate_scene
 from langfield.trajectory import ate, read_tum
-from langfield.types import LangfieldError
+from langfield.types import LangfieldError, View
 
 W, H = 96, 72
 
@@ -157,3 +158,53 @@ def test_odometry_tracking_keeps_a_short_sequence_within_millimetres(seq_dir, tm
     assert err.rmse < 3e-3 and err.max < 6e-3, (err.rmse, err.max)
     assert np.allclose(r.c2w[0], r.gt_c2w[0], atol=1e-6)
     assert r.num_keyframes >= 2 and all(np.isfinite(s.residual) for s in r.frames)
+
+
+def test_keyframe_pixels_are_compact_and_spill_and_reload_identically(tmp_path):
+    # A keyframe holds 5 bytes a pixel (uint8 RGB + uint16 depth) instead of the float View's 16; a spilled one
+    # holds none and reads back bit-identical pixels.
+    gen = torch.Generator().manual_seed(0)
+    h, w = 30, 40
+    depth = torch.rand(h, w, 1, generator=gen) * 4.0 + 0.3
+    depth[:5] = 0.0  # pixels without depth stay without depth
+    view = View("kf", torch.eye(4), torch.tensor([[50.0, 0, 20], [0, 50.0, 15], [0, 0, 1]]), w, h,
+                rgb=torch.rand(h, w, 3, generator=gen), depth=depth)
+    kf = Keyframe(3, "kf", 0.1, view)
+    assert kf.nbytes == h * w * 5
+    decoded = kf.view
+    assert (decoded.rgb - view.rgb).abs().max() <= 0.5 / 255 + 1e-6
+    assert (decoded.depth - view.depth).abs().max() <= 0.5 * kf.depth_step + 1e-6 < 1e-4
+    assert torch.equal(decoded.depth == 0, view.depth == 0)
+    assert kf.view is decoded  # cached while in memory: the odometry's pyramid cache keys on the View
+    kf.spill(tmp_path)
+    assert kf.spilled and kf.nbytes == 0
+    again = kf.view
+    assert torch.equal(again.rgb, decoded.rgb) and torch.equal(again.depth, decoded.depth)
+    assert torch.equal(again.viewmat, view.viewmat) and again.width == w and again.height == h
+    assert kf.nbytes == 0  # reading a spilled keyframe does not bring it back into memory
+
+
+def test_mapper_keeps_only_the_newest_keyframes_in_memory(seq_dir):
+    seq = open_sequence(seq_dir)
+    keep = 2
+    m = Mapper(_fast(keyframes_in_memory=keep, map_window=2, map_random=2))
+    for i in range(5):
+        f = seq[i]
+        m.add_keyframe(Keyframe(i, f.name, f.timestamp, frame_view(f, seq.intrinsics, f.c2w_gt, 1)))
+        m.map(2)  # revisits spilled keyframes (map_random), read back from disk
+    per_keyframe = W * H * (5 + 16)  # compact pixels + the decoded float View
+    assert [kf.spilled for kf in m.keyframes] == [True, True, True, False, False]
+    assert 0 < m.keyframe_bytes <= keep * per_keyframe
+    spill = Path(m._spill_dir.name)
+    assert len(list(spill.iterdir())) == 3
+    m.close()
+    assert not spill.exists()
+
+
+def test_frames_between_keyframes_take_map_iters_between_steps(seq_dir, tmp_path):
+    assert SlamConfig(map_iters=7).mapping_steps(False) == 7  # None: every frame maps map_iters steps
+    r = run_slam(seq_dir, tmp_path / "scene", _fast(max_frames=6, map_iters=3, map_iters_between=1, keyframe_every=3))
+    between = len(r.frames) - r.num_keyframes
+    assert between > 0 and r.num_keyframes >= 2
+    steps = json.loads((tmp_path / "scene" / "config.json").read_text())["iterations"]
+    assert steps == 3 * r.num_keyframes + 1 * between

@@ -200,3 +200,19 @@ def test_train_only_drops_the_held_out_frames(synthetic, tmp_path):
     seq = open_sequence(seq_dir, train_only=True)
     assert [f.name for f in seq.frames] == names[:2] + names[3:]
     np.testing.assert_allclose(seq.timestamps, np.array([0, 1, 3, 4, 5]) / 30.0)
+
+
+def test_first_frame_size_mismatch_and_replica_without_traj_fail_at_open(plain, replica, tmp_path):
+    seq_dir = tmp_path / "seq"
+    shutil.copytree(plain, seq_dir)
+    cv2.imwrite(str(seq_dir / "depth" / "0000.png"), np.zeros((24, 32), np.uint16))
+    # Opening reads headers only, yet a first frame whose depth has another size is refused there (not mid-run).
+    msg = r"0000.png: depth is 32x24 but its RGB image 0000.png is 64x48 \(frame 0 of 6\)"
+    with pytest.raises(DataError, match=msg):
+        open_sequence(seq_dir)
+    scene = tmp_path / "Replica" / "room0"
+    shutil.copytree(replica, scene)
+    (scene / "traj.txt").unlink()
+    assert detect_layout(scene) == "replica"  # results/frame* is enough to say which file is missing
+    with pytest.raises(DataError, match=r"traj.txt: not found"):
+        open_sequence(scene, intrinsics="50,50,31.5,23.5")

@@ -268,6 +268,16 @@ class ViewerBrowser:
         target.click()
         self.page.mouse.move(0, 0)
 
+    def click_frame(self, x: int, y: int, size: tuple[int, int]) -> None:
+        """Click the 3D canvas (the whole viewport) at the centre of pixel (x, y) of a frame of ``size`` (w, h)."""
+        w, h = size
+        self.page.mouse.click((x + 0.5) * self.viewport["width"] / w, (y + 0.5) * self.viewport["height"] / h)
+        self.page.mouse.move(0, 0)
+
+    def wait_for(self, cond: Callable[[], Any], what: str, timeout_s: Optional[float] = None) -> Any:
+        """``cond()``'s first truthy value (polled on the server side), TimeoutError naming ``what`` after the timeout."""
+        return self._until(cond, what, timeout_s)
+
     def set_checkbox(self, label: str, value: bool, missing_ok: bool = False) -> None:
         """Check or uncheck the checkbox labelled ``label`` (``missing_ok``: no such control is fine)."""
         box = self.control(label, "input[type=checkbox]")

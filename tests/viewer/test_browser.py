@@ -3,8 +3,9 @@
 Loads the page from a viewer on 127.0.0.1 (port 0), waits for the first frame, types
 "table" into the query box and presses Enter, and checks from screenshots that the
 pixels over the table (ray-cast from the synthetic room at the browser's camera) turned
-to heat colours while the rest of the room only dimmed; switches to features mode; runs
-Select 3D and checks that Export PLY wrote the same Gaussians as ``langfield select``.
+to heat colours while the rest of the room only dimmed; switches to features mode;
+clicks the table and checks the 3D point and the ranked query there; runs Select 3D
+and checks that Export PLY wrote the same Gaussians as ``langfield select``.
 
 Playwright missing is a failure (the README's install line installs it).  Chromium is a
 system package: without it the test is skipped with the command that installs it, except
@@ -136,6 +137,18 @@ def test_query_select_and_export_in_a_real_browser(viewer_scene, tmp_path):
         f = feat.pixels()
         for other in (a, b):
             assert np.abs(f - other)[visible].mean() > 10.0
+
+        # a click on the table: the point on the browser's click ray, "table" ranked first there (a small
+        # relevancy pass of the one recent query; the frame's depth is the features frame's, already rendered)
+        ys, xs = np.nonzero(inside)
+        k = int(np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2))
+        pointer = vb.panel.pointer
+        vb.click_frame(int(xs[k]), int(ys[k]), feat.size)
+        reading = vb.wait_for(lambda: pointer.reading, "the clicked point")
+        assert reading.pixel == (int(xs[k]), int(ys[k])) and reading.best.text == QUERY, reading
+        assert pointer.ray_error is not None and pointer.ray_error < 0.5 * reading.depth / camera.K[0, 0]
+        assert pointer.marker is not None
+        vb.wait_text(r"point\s*\(")  # the panel shows it
 
         threshold = vb.number("Select threshold")
         vb.click("Select 3D")

@@ -88,12 +88,18 @@ class SlamConfig:
     """Opacity of new Gaussians."""
     map_iters: int = 10
     """Mapping Adam steps after each keyframe (each renders one keyframe of the window)."""
+    map_iters_between: Optional[int] = None
+    """Mapping Adam steps after a frame that is not a keyframe (None: ``map_iters``)."""
     map_window: int = 4
     """Mapping revisits the last N keyframes ..."""
     map_random: int = 2
     """... plus this many random older keyframes."""
     map_downscale: int = 2
     """Integer downscale of the keyframe images mapping fits (and stores)."""
+    keyframes_in_memory: int = 8
+    """The newest N keyframes keep their pixels in memory (mapping and tracking use them every frame); older ones
+    are spilled to a temporary folder and read back when mapping revisits one, so memory stays flat in the
+    number of frames (0 = keep every keyframe in memory)."""
     map_depth_weight: float = 1.0
     """Weight of the depth L1 term in the mapping loss."""
     map_ssim_lambda: float = 0.0
@@ -132,7 +138,10 @@ class SlamConfig:
             (self.keyframe_every >= 1, f"keyframe_every must be >= 1, got {self.keyframe_every}"),
             (self.add_stride >= 1, f"add_stride must be >= 1, got {self.add_stride}"),
             (0.0 < self.init_opacity < 1.0, f"init_opacity must be in (0, 1), got {self.init_opacity}"),
+            (self.map_iters_between is None or self.map_iters_between >= 0,
+             f"map_iters_between must be >= 0, got {self.map_iters_between}"),
             (self.map_iters >= 0 and self.map_window >= 1 and self.map_random >= 0, "bad mapping window settings"),
+            (self.keyframes_in_memory >= 0, f"keyframes_in_memory must be >= 0, got {self.keyframes_in_memory}"),
             (self.lost_factor > 1.0, f"lost_factor must be > 1, got {self.lost_factor}"),
             (self.snapshot_every >= 0, f"snapshot_every must be >= 0, got {self.snapshot_every}"),
         ]
@@ -140,6 +149,12 @@ class SlamConfig:
             if not ok:
                 raise LangfieldError(message)
         self.odometry()  # OdometryConfig checks the odo_* values
+
+    def mapping_steps(self, keyframe: bool) -> int:
+        """Mapping steps after a frame: ``map_iters`` after a keyframe, ``map_iters_between`` after another."""
+        if keyframe or self.map_iters_between is None:
+            return self.map_iters
+        return self.map_iters_between
 
     def odometry(self) -> OdometryConfig:
         """The ``OdometryConfig`` of the ``odo_*`` settings."""

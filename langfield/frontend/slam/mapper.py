@@ -12,7 +12,8 @@ per parameter (so ``gaussians.ops`` can prune rows and keep the moments of the r
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import tempfile
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -23,26 +24,91 @@ from langfield.frontend.slam.tracker import FrozenMap, map_colors, render_view
 from langfield.gaussians.init import backproject_depth
 from langfield.gaussians.ops import remove
 from langfield.gaussians.params import activate, create_params, rgb_to_sh0
+from langfield.io import atomic_write_with
 from langfield.train.losses import masked_depth_l1, photometric_loss
 from langfield.types import View
 
 # A new Gaussian's standard deviation, in pixel footprints at its depth (neighbours at add_stride
 # pixels overlap enough to close the surface, not so much that they blur it).
 FOOTPRINT_SIGMA = 0.6
+# Largest stored depth unit: a keyframe's depth is quantised to uint16 over [0, its largest depth].
+_DEPTH_UNITS = 65535
 
 
-@dataclass
 class Keyframe:
-    """A frame kept for mapping (pixels at the mapping resolution)."""
+    """A frame kept for mapping: its tracked pose and its pixels at the mapping resolution, stored compactly.
 
-    index: int
-    """Position of the frame in the (strided) sequence."""
-    name: str
-    """Frame name as the sequence spells it."""
-    timestamp: float
-    """Capture time, seconds."""
-    view: View
-    """Posed pixels at 1/map_downscale resolution (viewmat = the tracked pose)."""
+    The pixels live as uint8 RGB and uint16 depth (``depth_step`` metres per unit: the keyframe's largest
+    depth over 65535, so the rounding error is below 1e-5 of the depth range), 5 bytes a pixel instead of
+    the float View's 16.  ``view`` decodes them (kept decoded while the keyframe is in memory, so the
+    odometry's pyramid cache sees one View per keyframe).  ``spill`` writes them to a file and drops them
+    from memory; ``view`` then reads the file back (bit-identical to the View before the spill).
+    """
+
+    def __init__(self, index: int, name: str, timestamp: float, view: View) -> None:
+        if view.rgb is None or view.depth is None:
+            raise ValueError(f"keyframe {name!r} needs colour and depth")
+        self.index = index
+        """Position of the frame in the (strided) sequence."""
+        self.name = name
+        """Frame name as the sequence spells it."""
+        self.timestamp = timestamp
+        """Capture time, seconds."""
+        self.camera = View(view.name, view.viewmat.detach().float().clone(), view.K.detach().float().clone(),
+                           int(view.width), int(view.height))
+        """The tracked pose and intrinsics, no pixels (what a snapshot's camera list needs)."""
+        depth = torch.nan_to_num(view.depth.detach()[..., 0].float(), nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0.0)
+        top = float(depth.max()) if depth.numel() else 0.0
+        self.depth_step = max(top, 1e-6) / _DEPTH_UNITS
+        """Metres per unit of the stored uint16 depth."""
+        units = torch.round(depth / self.depth_step).clamp_(0, _DEPTH_UNITS)
+        units = torch.where(depth > 0, units.clamp_min(1), units)  # a tiny valid depth stays valid
+        self._rgb: Optional[np.ndarray] = (view.rgb.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+        self._depth: Optional[np.ndarray] = units.to(torch.int32).numpy().astype(np.uint16)
+        self._view: Optional[View] = None
+        self._file: Optional[Path] = None
+
+    @property
+    def spilled(self) -> bool:
+        """True once the pixels live only in the spill file."""
+        return self._rgb is None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of pixels this keyframe holds in memory (compact arrays plus the decoded View while cached)."""
+        n = 0 if self._rgb is None or self._depth is None else self._rgb.nbytes + self._depth.nbytes
+        if self._view is not None:
+            n += sum(t.numel() * t.element_size() for t in (self._view.rgb, self._view.depth) if t is not None)
+        return n
+
+    def _decode(self, rgb: np.ndarray, depth: np.ndarray) -> View:
+        c = self.camera
+        return View(c.name, c.viewmat, c.K, c.width, c.height,
+                    rgb=torch.from_numpy(rgb.astype(np.float32)).div_(255.0),
+                    depth=torch.from_numpy(depth.astype(np.float32)).mul_(self.depth_step)[..., None])
+
+    @property
+    def view(self) -> View:
+        """Posed pixels at 1/map_downscale resolution (viewmat = the tracked pose); read back from the spill file
+        (not kept: a spilled keyframe stays out of memory) once spilled."""
+        if self._view is not None:
+            return self._view
+        if self._rgb is not None and self._depth is not None:
+            self._view = self._decode(self._rgb, self._depth)
+            return self._view
+        assert self._file is not None
+        with np.load(self._file) as z:
+            return self._decode(z["rgb"], z["depth"])
+
+    def spill(self, directory: Path) -> None:
+        """Write the pixels to ``directory`` (atomically) and drop them, and the decoded View, from memory."""
+        if self.spilled:
+            return
+        assert self._rgb is not None and self._depth is not None
+        rgb, depth = self._rgb, self._depth
+        path = Path(directory) / f"keyframe_{self.index:07d}.npz"
+        atomic_write_with(path, lambda f: np.savez(f, rgb=rgb, depth=depth))
+        self._file, self._rgb, self._depth, self._view = path, None, None, None
 
 
 def _empty_params() -> torch.nn.ParameterDict:
@@ -92,6 +158,9 @@ class Mapper:
         """Per-Gaussian tensors (first dim N) that follow every add (zero rows) and prune (the online
         language accumulators of ``language.py``)."""
         self._gen = torch.Generator().manual_seed(cfg.seed)
+        self._spill_dir: Optional[tempfile.TemporaryDirectory] = None
+        """Where keyframes older than ``keyframes_in_memory`` live (created at the first spill, removed by ``close``
+        or when the mapper is collected)."""
 
     @property
     def num_gaussians(self) -> int:
@@ -147,9 +216,33 @@ class Mapper:
         return added
 
     def add_keyframe(self, kf: Keyframe) -> int:
-        """Keep ``kf`` for mapping and grow the map where it sees nothing yet; returns Gaussians added."""
+        """Keep ``kf`` for mapping and grow the map where it sees nothing yet; returns Gaussians added.
+
+        The keyframe that falls out of the newest ``keyframes_in_memory`` is spilled to disk, so the pixels in
+        memory stay bounded however long the sequence is.
+        """
         self.keyframes.append(kf)
-        return self.add_from(kf.view)
+        added = self.add_from(kf.view)
+        keep = self.cfg.keyframes_in_memory
+        if keep and len(self.keyframes) > keep:
+            if self._spill_dir is None:
+                self._spill_dir = tempfile.TemporaryDirectory(prefix="langfield-slam-keyframes-")
+            for old in self.keyframes[-keep - 1::-1]:  # newest first: the rest were spilled before
+                if old.spilled:
+                    break
+                old.spill(Path(self._spill_dir.name))
+        return added
+
+    @property
+    def keyframe_bytes(self) -> int:
+        """Bytes of keyframe pixels held in memory (bounded by ``keyframes_in_memory``)."""
+        return sum(kf.nbytes for kf in self.keyframes)
+
+    def close(self) -> None:
+        """Remove the spill folder (spilled keyframes' ``view`` fails after this)."""
+        if self._spill_dir is not None:
+            self._spill_dir.cleanup()
+            self._spill_dir = None
 
     # ------------------------------------------------------------------ optimisation
 
@@ -166,15 +259,15 @@ class Mapper:
         """``iterations`` mapping steps over the keyframe window, then opacity pruning; returns the last loss."""
         if iterations <= 0 or not self.keyframes or self.num_gaussians == 0:
             return None
-        window = self.window()
+        views = [kf.view for kf in self.window()]  # read once per round (older keyframes come from disk)
         last = None
         for it in range(iterations):
-            kf = window[it % len(window)]  # the newest keyframe first: it is the one least fitted
+            view = views[it % len(views)]  # the newest keyframe first: it is the one least fitted
             g = activate(self.params)
-            out = render_view(g, kf.view.viewmat, kf.view, self.cfg.map_backend, colors=map_colors(self.params))
-            loss = photometric_loss(out.rgb[0], kf.view.rgb, self.cfg.map_ssim_lambda)
+            out = render_view(g, view.viewmat, view, self.cfg.map_backend, colors=map_colors(self.params))
+            loss = photometric_loss(out.rgb[0], view.rgb, self.cfg.map_ssim_lambda)
             if self.cfg.map_depth_weight > 0:
-                loss = loss + self.cfg.map_depth_weight * masked_depth_l1(out.depth[0], kf.view.depth)
+                loss = loss + self.cfg.map_depth_weight * masked_depth_l1(out.depth[0], view.depth)
             for opt in self.optimizers.values():
                 opt.zero_grad(set_to_none=True)
             loss.backward()

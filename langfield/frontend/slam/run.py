@@ -12,7 +12,9 @@ is lost, an atomic snapshot of ``out``: a scene directory (keyframes as its trai
 ``config.json`` marked ``capture_kind: "slam"``) plus ``trajectory_tum.txt`` of every tracked
 frame.  The run holds ``out``'s writer lock throughout.  Tracking loss (the residual jumps to
 ``lost_factor`` times its running median) writes the map so far and raises ``LangfieldError``
-naming the frame (the CLI exits 2; the snapshot stays valid).
+naming the frame (the CLI exits 2; the snapshot stays valid).  A frame that cannot be read (corrupt or
+missing file, a depth image of another size) is skipped with a warning and listed in config.json's
+``slam.skipped_frames``; more than ``MAX_UNREADABLE_IN_A_ROW`` in a row stop the run the same way.
 
 With ``language.features`` set, every keyframe is also fused into the map's language field right after it
 grew the map (``language.OnlineLanguage``: features, online codec, lift onto the Gaussians it sees); mapping
@@ -41,9 +43,13 @@ from langfield.outputs import check_output
 from langfield.scene import SceneCamera
 from langfield.scene_lock import acquire, clean_leftovers, note_recovery, recover_interrupted_swap
 from langfield.sources.rgbd import RGBDSequence, open_sequence
-from langfield.types import LangfieldError
+from langfield.types import DataError, LangfieldError
 
 PathLike = Union[str, Path]
+MAX_UNREADABLE_IN_A_ROW = 5
+"""Unreadable frames in a row the run skips, each with a warning; one more stops it (exit 2, the map so far kept):
+a bad file of a long recording should not cost the whole run, a longer gap means broken data (and tracking across
+it would be a guess)."""
 
 
 class LiveMap(Protocol):
@@ -125,6 +131,8 @@ class _Run:
         self.gt: list[Optional[np.ndarray]] = []
         self.stats: list[FrameStats] = []
         self.snapshots = 0
+        self.skipped: list[dict[str, Any]] = []
+        """Frames that could not be read (index, name, reason), skipped with a warning."""
         self.start = time.perf_counter()
 
     def config(self, status: str) -> dict[str, Any]:
@@ -145,11 +153,12 @@ class _Run:
                       "backend": cfg.map_backend},
             "slam": {"status": status, "layout": self.seq.layout, "frames_tracked": len(self.poses),
                      "keyframes": len(self.mapper.keyframes), "trajectory": TRAJECTORY_FILE,
-                     "intrinsics_source": self.seq.intrinsics_source, "config": dataclasses.asdict(cfg)},
+                     "intrinsics_source": self.seq.intrinsics_source, "skipped_frames": self.skipped,
+                     "config": dataclasses.asdict(cfg)},
         }
 
     def snapshot(self, status: str) -> None:
-        cams = [SceneCamera.from_view(kf.view, "train") for kf in self.mapper.keyframes]
+        cams = [SceneCamera.from_view(kf.camera, "train") for kf in self.mapper.keyframes]  # poses only: no pixels read
         c2w = np.stack(self.poses) if self.poses else np.zeros((0, 4, 4))
         final = status != "running"
         lang = self.language.snapshot(self.mapper, final=final) if self.language is not None else None
@@ -171,10 +180,13 @@ class _Run:
 
     def step(self, i: int, log: Callable[[str], None]) -> None:
         cfg, mapper = self.cfg, self.mapper
-        frame = self.seq[i]
+        try:
+            frame = self.seq[i]
+        except DataError as e:  # unreadable / wrong-sized files: the loop skips the frame (MAX_UNREADABLE_IN_A_ROW)
+            raise _Unreadable(str(e)) from None
         t0 = time.perf_counter()
         residual = 0.0
-        if i == 0:
+        if not self.poses:  # the first frame read (an unreadable frame 0 is skipped)
             c2w = frame.c2w_gt.copy() if frame.c2w_gt is not None else np.eye(4)
             keyframe = True
         else:
@@ -201,7 +213,7 @@ class _Run:
             if self.language is not None:
                 # After the keyframe grew the map (its new Gaussians get its features too), before mapping.
                 language_s = self.language.fuse(kf, mapper)
-        mapper.map(cfg.map_iters)
+        mapper.map(cfg.mapping_steps(keyframe))
         t2 = time.perf_counter()
         st = FrameStats(i, (t1 - t0) * 1e3, (t2 - t1 - language_s) * 1e3, residual, keyframe, mapper.num_gaussians,
                         language_s * 1e3)
@@ -245,6 +257,10 @@ class _Run:
             raise _Lost(i, name, residual, typical)
 
 
+class _Unreadable(Exception):
+    """A frame whose files cannot be read or do not fit the sequence (the DataError's message)."""
+
+
 class _Lost(Exception):
     def __init__(self, index: int, name: str, residual: float, typical: float) -> None:
         super().__init__(index, name)
@@ -269,7 +285,9 @@ def run_slam(
     loss (after writing the map so far).  ``KeyboardInterrupt`` writes a snapshot and propagates.
     """
     cfg = cfg or SlamConfig()
-    seq = _select(open_sequence(sequence, intrinsics=intrinsics), cfg)
+    # A synthetic / nerfstudio sequence's held-out frames (its split's test views) stay out of the stream, so
+    # `langfield eval SCENE` measures the map at cameras it never tracked or mapped.
+    seq = _select(open_sequence(sequence, intrinsics=intrinsics, train_only=True), cfg)
     if language is not None and language.enabled:
         from langfield.frontend.slam.language import check_language_input
 
@@ -286,11 +304,27 @@ def run_slam(
         if root.exists() and any(root.iterdir()) and not overwrite:
             raise LangfieldError(f"{out}: already exists; pass --overwrite to replace it")
         run = _Run(seq, root, cfg, language, live)
+        for note in seq.notes:  # what opening dropped (TUM frames without depth or ground truth)
+            log(f"warning: {seq.root}: {note}")
         if seq.has_gt and seq.frames[0].c2w_gt is None:
             log(f"note: {seq.name}: the first frame has no ground-truth pose; the map is anchored at the identity")
+        in_a_row = 0  # consecutive unreadable frames
         for i in range(len(seq)):
             try:
                 run.step(i, log)
+                in_a_row = 0
+            except _Unreadable as e:
+                in_a_row += 1
+                run.skipped.append({"index": i, "name": seq.frames[i].name, "reason": str(e)})
+                if in_a_row > MAX_UNREADABLE_IN_A_ROW:
+                    if run.poses:
+                        run.snapshot("unreadable")
+                    n = len(run.poses)
+                    kept = (f"the map of the {n} frame{'s' if n != 1 else ''} tracked so far is saved in {out}" if n
+                            else "nothing was written")
+                    raise LangfieldError(f"frames {i - in_a_row + 1}..{i} in a row cannot be read, the last: {e}; "
+                                         f"{kept}") from None
+                log(f"warning: {e}; skipped")
             except _Lost as e:
                 log(f"warning: tracking lost at frame {e.index} ({e.name}): residual {e.residual:.4f} is "
                     f"{e.residual / max(e.typical, 1e-12):.0f}x the typical {e.typical:.4f}")
@@ -303,6 +337,9 @@ def run_slam(
                     run.snapshot("interrupted")
                     log(f"interrupted: the map of the {len(run.poses)} frames tracked so far is saved in {out}")
                 raise
+        if not run.poses:
+            raise LangfieldError(f"{sequence}: none of its {len(seq)} frames can be read (the last: "
+                                 f"{run.skipped[-1]['reason']}); nothing was written")
         run.snapshot("done")
         return run.result("done")
     finally:
