@@ -32,7 +32,6 @@ numpy in, numpy out, float64; only the bottom layers (types, io, trajectory, sou
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +40,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from langfield.io import atomic_write_json
+from langfield.sources.jsonio import read_json
 from langfield.trajectory import quat_wxyz_to_rotmat, rotmat_to_quat
 from langfield.types import DataError
 
@@ -441,14 +441,7 @@ def _from_nerfstudio(obj: dict, source: Optional[str]) -> CameraPath:
 def read_camera_path(file: PathLike) -> CameraPath:
     """Read a camera-path JSON file (langfield's, or nerfstudio's ``camera_path.json``); DataError if bad."""
     file = Path(file)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{file}: camera path file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{file}: cannot read the camera path: {e}") from None
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{file}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    if not file.is_file():
+        raise DataError(f"{file}: camera path file not found")
+    obj = read_json(file)  # one-line errors for unreadable / malformed JSON, as every reader gives
     return camera_path_from_json(obj, source=str(file))
